@@ -1,0 +1,3 @@
+from orthograd_cli.cli.app import main
+
+main()

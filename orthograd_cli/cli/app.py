@@ -1,0 +1,103 @@
+"""The `orthograd` Typer app and `main()`, which turns our errors into one line and an exit code.
+
+Exit codes: 0 ok · 1 unexpected error · 2 usage, recipe or manifest error · 3 checkpoint error ·
+4 numerical failure · 130 interrupted. `--debug` (or ORTHOGRAD_DEBUG=1) shows full tracebacks.
+Heavy imports (torch, peft) happen inside the commands so `--help` stays instant.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from orthograd_cli import __version__
+from orthograd_cli.cli import demo, evaluate, forget, inspect, merge, recipes
+
+EPILOG = """\
+Examples:
+
+  orthograd demo
+
+  orthograd forget model.safetensors --forget forget.csv --retain retain.csv --test test.csv --out run/
+
+  orthograd evaluate run/model.safetensors --forget forget.csv --test test.csv --original model.safetensors
+
+  orthograd merge model.safetensors run/adapter --out merged.safetensors
+
+  orthograd inspect model.safetensors --forget forget.csv --retain retain.csv
+
+Exit codes: 0 ok, 1 unexpected, 2 usage/recipe/manifest, 3 checkpoint, 4 numerical failure, 130 interrupted.
+"""
+
+app = typer.Typer(
+    name="orthograd",
+    help="Make a trained model forget part of its training data (OrthoGrad unlearning on saved checkpoints).",
+    epilog=EPILOG,
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"orthograd {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    """Global options."""
+
+
+app.command("forget", epilog=forget.EPILOG)(forget.forget)
+app.command("evaluate", epilog=evaluate.EPILOG)(evaluate.evaluate)
+app.command("merge", epilog=merge.EPILOG)(merge.merge)
+app.command("inspect", epilog=inspect.EPILOG)(inspect.inspect)
+app.command("demo", epilog=demo.EPILOG)(demo.demo)
+app.add_typer(recipes.app, name="recipes")
+
+
+def _print_error(message: str, hint: str | None) -> None:
+    line = f"error: {message}"
+    if hint:
+        line += f" (hint: {hint})"
+    sys.stderr.write(line + "\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app; known errors become one line on stderr and an exit code."""
+    import click
+
+    from orthograd_cli.errors import OrthogradError
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or os.environ.get("ORTHOGRAD_DEBUG") == "1"
+    command = typer.main.get_command(app)
+    try:
+        command.main(args=args, prog_name="orthograd", standalone_mode=False)
+    except OrthogradError as err:
+        if debug:
+            raise
+        _print_error(str(err), err.hint)
+        sys.exit(err.exit_code)
+    except click.exceptions.Exit as done:
+        sys.exit(done.exit_code)
+    except click.ClickException as err:
+        err.show()
+        sys.exit(err.exit_code)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        sys.stderr.write("interrupted: nothing was written at the output path\n")
+        sys.exit(130)
+    except Exception as err:  # noqa: BLE001 - the last resort keeps pipelines readable
+        if debug:
+            raise
+        _print_error(f"unexpected {type(err).__name__}: {err}", "rerun with --debug for the traceback and report it")
+        sys.exit(1)
+    sys.exit(0)

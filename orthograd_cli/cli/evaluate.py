@@ -1,0 +1,53 @@
+"""`orthograd evaluate`: measure a checkpoint on forget/retain/test sets."""
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from orthograd_cli.cli import options
+
+EPILOG = """\
+Examples:
+
+  orthograd evaluate run/model.safetensors --forget forget.csv --test test.csv --original model.safetensors
+
+  orthograd evaluate model.safetensors --test test.csv --json | jq .metrics.test_acc.value
+"""
+
+
+def evaluate(
+    model: Annotated[Path, typer.Argument(help="Checkpoint (.safetensors) to measure.")],
+    forget_csv: options.Forget = None,
+    retain_csv: options.Retain = None,
+    test_csv: options.Test = None,
+    original: Annotated[Optional[Path], typer.Option("--original", help="The model before unlearning (for UIS).")] = None,
+    mode: Annotated[Optional[str], typer.Option("--mode", help="sample or class: which UIS to report.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Also write the report to this JSON file.")] = None,
+    recipe: options.Recipe = None,
+    overrides: options.Set = None,
+    arch: options.Arch = None,
+    as_json: options.Json = False,
+) -> None:
+    """Accuracy on each given set; with --original, UIS; with --forget and --test, a membership-inference score."""
+    from orthograd_cli.cli.output import Output, metrics_table
+    from orthograd_cli.errors import UsageError
+    from orthograd_cli.jobs.evaluate import run_evaluate
+    from orthograd_cli.recipe import load_recipe
+    from orthograd_cli.report import write_report
+
+    manifests = {"forget": forget_csv, "retain": retain_csv, "test": test_csv}
+    if not any(manifests.values()):
+        raise UsageError("evaluate needs at least one of --forget, --retain, --test")
+    spec, sha = load_recipe(recipe, (overrides or []) + ([f"eval.mode={mode}"] if mode else []))
+    report = run_evaluate(str(model), manifests, spec, sha, str(original) if original else None, arch)
+    if out:
+        write_report(report, out)
+
+    def human() -> None:
+        columns = {"model": report["metrics"]}
+        if "original_metrics" in report:
+            columns["original"] = report["original_metrics"]
+        Output().table(metrics_table(f"orthograd evaluate {model}", columns))
+
+    Output(as_json=as_json).result(report, human)

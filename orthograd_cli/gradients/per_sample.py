@@ -1,0 +1,56 @@
+"""Gradients over the trainable parameters only: the batch mean, and one row per retain sample.
+
+Backends for per-sample gradients (all return ({name: tensor of shape (k, *param.shape)}, losses (k,))):
+- `vmap`: torch.func `vmap(grad(loss))` over `functional_call`, one vectorised pass; `chunk_size`
+  bounds memory.
+- `loop`: one backward per sample. Slow; kept as the reference the others are tested against.
+The model must be in eval mode (BatchNorm on running statistics), or a sample's gradient would
+depend on the rest of its batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+BACKENDS = ("vmap", "loop")
+
+
+def trainable_parameters(model) -> dict:
+    return {name: p for name, p in model.named_parameters() if p.requires_grad}
+
+
+def batch_grad(model, params: dict, inputs, labels, loss_fn: Callable):
+    """∇θ loss_fn(model(inputs), labels) and the loss value."""
+    import torch
+
+    loss = loss_fn(model(inputs), labels)
+    grads = torch.autograd.grad(loss, list(params.values()))
+    return dict(zip(params, grads)), loss.detach()
+
+
+def per_sample_grads(model, params: dict, inputs, labels, loss_fn: Callable, backend: str = "vmap",
+                     chunk_size: int | None = None) -> tuple[dict, "torch.Tensor"]:  # noqa: F821
+    if backend == "vmap":
+        return _vmap_grads(model, params, inputs, labels, loss_fn, chunk_size)
+    if backend == "loop":
+        return _loop_grads(model, params, inputs, labels, loss_fn)
+    raise ValueError(f"unknown per-sample backend '{backend}' (choose from {', '.join(BACKENDS)})")
+
+
+def _vmap_grads(model, params, inputs, labels, loss_fn, chunk_size):
+    from torch.func import functional_call, grad_and_value, vmap
+
+    detached = {name: p.detach() for name, p in params.items()}
+
+    def sample_loss(theta, x, y):
+        return loss_fn(functional_call(model, theta, (x[None],)), y[None])
+
+    return vmap(grad_and_value(sample_loss), in_dims=(None, 0, 0), chunk_size=chunk_size)(detached, inputs, labels)
+
+
+def _loop_grads(model, params, inputs, labels, loss_fn):
+    import torch
+
+    rows = [batch_grad(model, params, inputs[i:i + 1], labels[i:i + 1], loss_fn) for i in range(len(inputs))]
+    grads = {name: torch.stack([row[0][name] for row in rows]) for name in params}
+    return grads, torch.stack([row[1] for row in rows])

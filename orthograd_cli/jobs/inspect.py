@@ -1,0 +1,123 @@
+"""`orthograd inspect`: what a checkpoint holds and, with data, how forget and retain gradients conflict."""
+
+from __future__ import annotations
+
+from collections import Counter, OrderedDict
+from pathlib import Path
+
+from orthograd_cli.models.checkpoint import read_checkpoint
+from orthograd_cli.models.registry import guess_arch
+from orthograd_cli.recipe import Recipe
+
+
+def checkpoint_view(model_path: str, arch: str | None = None) -> dict:
+    checkpoint = read_checkpoint(model_path)
+    state = checkpoint.state_dict
+    given = arch or checkpoint.meta("arch")
+    groups: OrderedDict[str, dict] = OrderedDict()
+    for key, tensor in state.items():
+        group = groups.setdefault(key.split(".")[0], {"tensors": 0, "parameters": 0})
+        group["tensors"] += 1
+        group["parameters"] += tensor.numel()
+    return {
+        "command": "inspect",
+        "path": str(model_path),
+        "sha256": checkpoint.sha256,
+        "arch": given or guess_arch(state),
+        "arch_source": "given" if arch else ("metadata" if given else "guessed"),
+        "tensors": len(state),
+        "parameters": int(sum(t.numel() for t in state.values())),
+        "dtypes": dict(Counter(str(t.dtype).removeprefix("torch.") for t in state.values())),
+        "metadata": checkpoint.metadata,
+        "key_groups": groups,
+    }
+
+
+def _quantiles(values) -> dict:
+    import torch
+
+    q = torch.quantile(values.double(), torch.tensor([0.0, 0.25, 0.5, 0.75, 1.0], dtype=torch.float64))
+    return dict(zip(("min", "q1", "median", "q3", "max"), (float(v) for v in q)))
+
+
+def _cosine(a, b) -> float:
+    return float((a @ b) / (a.norm() * b.norm()).clamp_min(1e-30))
+
+
+def gradient_conflict(model_path: str, manifests: dict, recipe: Recipe, arch: str | None = None,
+                      batches: int = 1, top: int = 5) -> dict:
+    """Conflict between the forget gradient and each retain sample's, over the recipe's trainable parameters."""
+    import torch
+
+    from orthograd_cli.gradients.per_sample import batch_grad, per_sample_grads
+    from orthograd_cli.gradients.projection import project
+    from orthograd_cli.jobs.forget import trainable_model
+    from orthograd_cli.loading import load_everything, pick_device
+    from orthograd_cli.tasks.classification import mean_loss
+
+    loaded = load_everything(model_path, recipe, manifests, arch)
+    device = pick_device(recipe.device)
+    model, params = trainable_model(loaded.build_model(device), recipe)
+    forget_set, retain_set = loaded.sets["forget"], loaded.sets["retain"]
+    k = min(recipe.method.retain_batch_size, len(retain_set))
+    generator = torch.Generator().manual_seed(recipe.seed)
+    cosines, ids, mean_cos, layer_cos, removed, spectra = [], [], [], {}, {"per_tensor": [], "global": []}, []
+    for _ in range(batches):
+        fi = torch.randperm(len(forget_set), generator=generator)[:recipe.method.unlearn_batch_size]
+        ri = torch.randperm(len(retain_set), generator=generator)[:k]
+        g_u, _ = batch_grad(model, params, forget_set.inputs[fi].to(device), forget_set.labels[fi].to(device), mean_loss)
+        rows, _ = per_sample_grads(model, params, retain_set.inputs[ri].to(device), retain_set.labels[ri].to(device),
+                                   mean_loss, recipe.method.per_sample.backend, recipe.method.per_sample.chunk_size)
+        flat_u = torch.cat([g.reshape(-1) for g in g_u.values()])
+        flat_rows = torch.cat([r.reshape(k, -1) for r in rows.values()], dim=1)
+        sample_cos = (flat_rows @ flat_u) / (flat_rows.norm(dim=1) * flat_u.norm()).clamp_min(1e-30)
+        cosines.append(sample_cos.cpu())
+        ids += [retain_set.manifest.samples[i].id for i in ri.tolist()]
+        mean_cos.append(_cosine(flat_u, flat_rows.mean(0)))
+        for name in params:
+            layer = name.split(".lora_")[0].removeprefix("base_model.model.")
+            layer_cos.setdefault(layer, []).append(_cosine(g_u[name].reshape(-1), rows[name].mean(0).reshape(-1)))
+        for scope in removed:
+            projected, stats = project(g_u, rows, scope, recipe.method.projection.rank_tol)
+            removed[scope].append(1 - stats.kept_norm_ratio)
+        spectra.append(torch.linalg.svdvals(flat_rows.double()).cpu())
+    all_cos = torch.cat(cosines)
+    s = spectra[0]
+    p = s / s.sum().clamp_min(1e-30)
+    effective_rank = float(torch.exp(-(p[p > 0] * p[p > 0].log()).sum()))
+    order = torch.argsort(all_cos)[:top]
+    return {
+        "batches": batches,
+        "retain_batch_size": k,
+        "trainable_parameters": int(sum(p.numel() for p in params.values())),
+        "cosine_forget_vs_mean_retain": sum(mean_cos) / len(mean_cos),
+        "cosine_forget_vs_mean_retain_per_layer": {n: sum(v) / len(v) for n, v in layer_cos.items()},
+        "cosine_forget_vs_each_retain": {**_quantiles(all_cos), "share_negative": float((all_cos < 0).float().mean())},
+        "retain_singular_values": [float(v) for v in s[:10]],
+        "retain_effective_rank": effective_rank,
+        "retain_numerical_rank": int((s > recipe.method.projection.rank_tol * s[0]).sum()),
+        "share_of_forget_grad_removed": {scope: sum(v) / len(v) for scope, v in removed.items()},
+        "strongest_conflicts": [{"id": ids[i], "cosine": float(all_cos[i])} for i in order.tolist()],
+        "_cosines": all_cos.tolist(),
+    }
+
+
+def conflict_histogram(cosines: list[float], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from orthograd_cli.models.checkpoint import atomic_path
+
+    figure, axes = plt.subplots(figsize=(6, 3.5))
+    axes.hist(cosines, bins=30, color="#4c72b0")
+    axes.axvline(0, color="black", linewidth=1)
+    axes.set_xlabel("cosine(forget gradient, retain sample gradient)")
+    axes.set_ylabel("retain samples")
+    axes.set_title("Gradient conflict: left of 0, ascent on the forget set raises that sample's loss")
+    axes.title.set_fontsize(9)
+    figure.tight_layout()
+    with atomic_path(Path(path)) as tmp:
+        figure.savefig(tmp, format="png", dpi=120)
+    plt.close(figure)

@@ -1,0 +1,34 @@
+"""`orthograd merge`: fold a LoRA adapter folder into its base checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from orthograd_cli.errors import CheckpointError
+from orthograd_cli.models.checkpoint import Checkpoint, read_checkpoint, save_checkpoint
+from orthograd_cli.models.lora import load_adapter_into, merged_state_dict, read_adapter_info
+from orthograd_cli.models.registry import ModelInfo, load_model, resolve_model_info
+
+
+def merge_adapter(base: Checkpoint, info: ModelInfo, adapter_dir: Path) -> dict:
+    """Base weights + adapter, merged on the CPU; keys, shapes and dtypes are the base's."""
+    model = load_model(base, info)
+    peft_model = load_adapter_into(model, adapter_dir)
+    return merged_state_dict(peft_model, base.state_dict)
+
+
+def run_merge(base_path: str, adapter_dir: str, out_path: str, arch: str | None = None,
+              ignore_base_hash: bool = False) -> dict:
+    base = read_checkpoint(base_path)
+    adapter_dir = Path(adapter_dir)
+    recorded = read_adapter_info(adapter_dir)
+    if recorded.get("base_sha256") and recorded["base_sha256"] != base.sha256 and not ignore_base_hash:
+        raise CheckpointError(f"{adapter_dir}: adapter was trained on a base with sha256 "
+                              f"{recorded['base_sha256'][:12]}…, {base_path} has {base.sha256[:12]}…",
+                              "pass the checkpoint it was trained on, or --ignore-base-hash")
+    info = resolve_model_info(base, arch)
+    merged = merge_adapter(base, info, adapter_dir)
+    metadata = recorded.get("metadata") or {**base.metadata, **info.metadata()}
+    save_checkpoint(merged, Path(out_path), metadata)
+    return {"command": "merge", "base": str(base_path), "adapter": str(adapter_dir), "out": str(out_path),
+            "base_sha256": base.sha256, "tensors": len(merged)}

@@ -1,0 +1,209 @@
+"""The recipe: a YAML file validated against a schema, plus `--set a.b=value` overrides.
+
+Unknown keys are errors that name the key path and suggest the nearest valid key; values are
+range-checked by the schema. `load_recipe` accepts a file path or the name of a shipped recipe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from orthograd_cli.errors import RecipeError, did_you_mean
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelSpec(_Section):
+    arch: str | None = Field(None, description="torchvision/torchaudio builder name; else from checkpoint metadata")
+    num_classes: int | None = Field(None, ge=2, description="inferred from the classifier weight when unset")
+    labels: list[str] | None = Field(None, description="class names, index order")
+
+
+class DataSpec(_Section):
+    image_size: int = Field(32, ge=8, le=1024)
+    channels: Literal[1, 3] = 3
+    mean: list[float] = Field(default_factory=lambda: [0.5, 0.5, 0.5])
+    std: list[float] = Field(default_factory=lambda: [0.5, 0.5, 0.5])
+
+    @model_validator(mode="after")
+    def _per_channel(self) -> "DataSpec":
+        for key in ("mean", "std"):
+            values = getattr(self, key)
+            if len(values) not in (1, self.channels):
+                raise ValueError(f"{key} needs 1 or {self.channels} values (one per channel), got {len(values)}")
+        if any(s <= 0 for s in self.std):
+            raise ValueError("std values must be > 0")
+        return self
+
+
+class LoraSpec(_Section):
+    enabled: bool = Field(True, description="false trains the full parameters (the paper's ablation)")
+    r: int = Field(8, ge=1, le=1024)
+    alpha: float = Field(16.0, gt=0)
+    target_modules: list[str] | None = Field(None, description="module names; default depends on the architecture")
+
+
+class ProjectionSpec(_Section):
+    scope: Literal["per_tensor", "global"] = "per_tensor"
+    retain_grads: Literal["per_sample", "mean", "none"] = "per_sample"
+    rank_tol: float = Field(1e-6, ge=0, lt=1, description="drop retain directions under this share of the largest")
+
+
+class PerSampleSpec(_Section):
+    backend: Literal["vmap", "loop"] = "vmap"
+    chunk_size: int | None = Field(None, ge=1, description="vmap chunk size, bounds memory")
+
+
+class StopSpec(_Section):
+    target_forget_acc: float | None = Field(
+        None, ge=0, le=1, description="unset: sample-wise the original test accuracy, class-wise 0"
+    )
+    check_every: int = Field(5, ge=1)
+    forget_holdout: float = Field(0.0, ge=0, lt=1, description="share of the forget set kept out of the updates")
+
+
+class MethodSpec(_Section):
+    name: Literal["orthograd"] = "orthograd"
+    lr: float = Field(0.05, gt=0, description="step length of the normalised update θ ← θ − η·d/‖d‖")
+    alpha: float = Field(0.0, ge=0, le=1, description="weight of retain descent; 0 is pure projected ascent")
+    optimizer: Literal["normalized_sgd", "adam"] = "normalized_sgd"
+    unlearn_batch_size: int = Field(32, ge=1)
+    retain_batch_size: int = Field(64, ge=1, description="k, the number of per-sample retain gradients")
+    max_steps: int = Field(200, ge=1)
+    projection: ProjectionSpec = Field(default_factory=ProjectionSpec)
+    per_sample: PerSampleSpec = Field(default_factory=PerSampleSpec)
+    stop: StopSpec = Field(default_factory=StopSpec)
+
+
+class EvalSpec(_Section):
+    mode: Literal["sample", "class"] = "sample"
+    batch_size: int = Field(256, ge=1)
+    mia: bool = True
+
+
+class Recipe(_Section):
+    task: Literal["classification"] = "classification"
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    data: DataSpec = Field(default_factory=DataSpec)
+    lora: LoraSpec = Field(default_factory=LoraSpec)
+    method: MethodSpec = Field(default_factory=MethodSpec)
+    eval: EvalSpec = Field(default_factory=EvalSpec)
+    seed: int = Field(0, ge=0)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+def shipped_recipes_dir() -> Path:
+    """Where the shipped recipes live: package data when installed, `recipes/` in a checkout."""
+    try:
+        path = Path(str(resources.files("orthograd_cli.recipes")))
+        if path.is_dir():
+            return path
+    except ModuleNotFoundError:
+        pass
+    return Path(__file__).resolve().parent.parent / "recipes"
+
+
+def shipped_recipe_names() -> list[str]:
+    return sorted(p.stem for p in shipped_recipes_dir().glob("*.yaml"))
+
+
+def resolve_recipe_path(name_or_path: str) -> Path:
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    shipped = shipped_recipes_dir() / f"{name_or_path.removesuffix('.yaml')}.yaml"
+    if shipped.is_file():
+        return shipped
+    hint = did_you_mean(path.stem, shipped_recipe_names()) or "run `orthograd recipes ls` for the shipped ones"
+    raise RecipeError(f"{name_or_path}: no such recipe file or shipped recipe", hint)
+
+
+def _fields_at(loc: tuple[Any, ...]) -> list[str]:
+    """Valid keys of the schema section that `loc` (a key path) points into."""
+    model: type[BaseModel] = Recipe
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
+            break
+        model = field.annotation
+    return list(model.model_fields)
+
+
+def _recipe_error(source: str, err: ValidationError) -> RecipeError:
+    first = err.errors()[0]
+    loc = tuple(first["loc"])
+    key = ".".join(str(p) for p in loc) or "(top level)"
+    if first["type"] == "extra_forbidden":
+        hint = did_you_mean(str(loc[-1]), _fields_at(loc[:-1])) or f"valid keys here: {', '.join(_fields_at(loc[:-1]))}"
+        return RecipeError(f"{source}: unknown key '{key}'", hint)
+    return RecipeError(f"{source}: key '{key}': {first['msg']}", "see `orthograd recipes show default` for valid values")
+
+
+def apply_override(data: dict[str, Any], assignment: str) -> None:
+    """Apply one `a.b=value` override in place; the value is parsed as YAML (numbers, lists, null)."""
+    if "=" not in assignment:
+        raise RecipeError(f"--set {assignment}: expected KEY=VALUE", "e.g. --set method.lr=0.01")
+    key, raw = assignment.split("=", 1)
+    parts = key.strip().split(".")
+    node = data
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise RecipeError(f"--set {assignment}: '{part}' is a value, not a section")
+        node = child
+    try:
+        node[parts[-1]] = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"--set {assignment}: value is not valid YAML ({exc.__class__.__name__})") from None
+
+
+def parse_recipe(data: Any, source: str) -> Recipe:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise RecipeError(f"{source}: a recipe is a YAML mapping of sections, got {type(data).__name__}")
+    try:
+        return Recipe.model_validate(data)
+    except ValidationError as err:
+        raise _recipe_error(source, err) from None
+
+
+def read_recipe_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise RecipeError(f"{path}:{where} malformed YAML ({getattr(exc, 'problem', exc)})",
+                          "check indentation and colons") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RecipeError(f"{path}: cannot read recipe ({exc})") from None
+
+
+def load_recipe(name_or_path: str | None, overrides: list[str] | None = None) -> tuple[Recipe, str]:
+    """The validated recipe and the sha256 of its resolved form (what the report records)."""
+    data: dict[str, Any] = {}
+    source = "default recipe"
+    if name_or_path:
+        path = resolve_recipe_path(name_or_path)
+        source = str(path)
+        data = read_recipe_yaml(path) or {}
+        if not isinstance(data, dict):
+            raise RecipeError(f"{source}: a recipe is a YAML mapping of sections, got {type(data).__name__}")
+    for assignment in overrides or []:
+        apply_override(data, assignment)
+    recipe = parse_recipe(data, source + (" with --set" if overrides else ""))
+    return recipe, recipe_sha256(recipe)
+
+
+def recipe_sha256(recipe: Recipe) -> str:
+    canonical = yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()

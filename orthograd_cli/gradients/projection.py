@@ -2,7 +2,7 @@
 
 g⊥ = g_u − Q Qᵀ g_u, Q an orthonormal basis of the rows of G_r (k × n). Q comes from the reduced QR
 of G_rᵀ = Q₀R; span(G_r) = Q₀·span(R), so an SVD of the small k×k factor R (in float64) gives the
-rank and drops directions under `rank_tol` of the largest: Q = Q₀U_kept. (Dropping Q₀'s columns by
+rank and drops directions under `rank_tol` of the largest (rows are scaled to unit norm first): Q = Q₀U_kept. (Dropping Q₀'s columns by
 R's diagonal alone would be wrong without pivoting.) The projection is applied twice: the second
 pass removes what float32 rounding left of the first ("twice is enough").
 
@@ -40,6 +40,9 @@ def _remove_span(vectors, q0, u):
 
 def project_batched(vectors, rows, rank_tol: float = 1e-6):
     """Project each of b vectors (b, n) off the span of its rows (b, k, n); also returns ranks (b,)."""
+    # Unit rows span the same space; without this a well-fitted sample, whose gradient is orders of
+    # magnitude smaller than the others', would fall under the rank tolerance and be ignored.
+    rows = rows / rows.norm(dim=-1, keepdim=True).clamp_min(1e-30)
     q0, u, rank = _span_projector(rows, rank_tol)
     projected = _remove_span(vectors, q0, u)
     return _remove_span(projected, q0, u), rank

@@ -27,6 +27,10 @@ def run_merge(base_path: str, adapter_dir: str, out_path: str, arch: str | None 
                               f"{recorded['base_sha256'][:12]}…, {base_path} has {base.sha256[:12]}…",
                               "pass the checkpoint it was trained on, or --ignore-base-hash")
     info = resolve_model_info(base, arch)
+    trained_on = (recorded.get("metadata") or {}).get("orthograd.arch")
+    if trained_on and trained_on != info.arch:
+        raise CheckpointError(f"{adapter_dir}: adapter was trained on '{trained_on}', the base is '{info.arch}'",
+                              "merge it onto the checkpoint it was trained on")
     merged = merge_adapter(base, info, adapter_dir)
     metadata = recorded.get("metadata") or {**base.metadata, **info.metadata()}
     save_checkpoint(merged, Path(out_path), metadata)

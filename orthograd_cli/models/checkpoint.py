@@ -73,7 +73,7 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     try:
         with safe_open(str(path), framework="pt", device="cpu") as handle:
             metadata = dict(handle.metadata() or {})
-            state_dict = {key: handle.get_tensor(key) for key in handle.keys()}
+            state_dict = {key: handle.get_tensor(key) for key in _file_order(path, handle.keys())}
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{path}: not a readable safetensors file ({exc})",
                               "the file may be truncated or of another format; re-export it with safetensors") from None
@@ -84,6 +84,15 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
             raise CheckpointError(f"{path}: tensor '{key}' has NaN or infinite values",
                                   "the checkpoint is corrupt or diverged; use an earlier one")
     return Checkpoint(path=path, state_dict=state_dict, metadata=metadata, sha256=file_sha256(path))
+
+
+def _file_order(path: Path, keys) -> list[str]:
+    """Tensor names in the order their data lies in the file (safe_open lists them sorted),
+    so that outputs keep the input's layout."""
+    with open(path, "rb") as handle:
+        size = int.from_bytes(handle.read(8), "little")
+        header = json.loads(handle.read(size))
+    return sorted(keys, key=lambda key: header[key]["data_offsets"][0])
 
 
 @contextlib.contextmanager
@@ -110,12 +119,45 @@ def write_text_atomic(path: Path, text: str) -> None:
         tmp.write_text(text)
 
 
-def save_checkpoint(state_dict: dict, path: Path, metadata: dict[str, str]) -> None:
-    from safetensors.torch import save_file
+SAFETENSORS_DTYPES = {
+    "float64": "F64", "float32": "F32", "float16": "F16", "bfloat16": "BF16", "int64": "I64", "int32": "I32",
+    "int16": "I16", "int8": "I8", "uint8": "U8", "bool": "BOOL",
+}
 
-    tensors = {key: tensor.detach().to("cpu").contiguous() for key, tensor in state_dict.items()}
+
+def safetensors_bytes(state_dict: dict, metadata: dict[str, str]) -> tuple[bytes, list]:
+    """The safetensors header and tensor buffers, laid out deterministically.
+
+    safetensors' own writer orders metadata through a hash map, so two processes write different
+    bytes for the same model; a fixed order makes same-seed runs and `merge` reproduce files exactly.
+    """
+    import torch
+
+    header: dict = {"__metadata__": {k: str(v) for k, v in sorted(metadata.items())}}
+    buffers, offset = [], 0
+    for key, tensor in state_dict.items():
+        tensor = tensor.detach().to("cpu").contiguous()
+        dtype = SAFETENSORS_DTYPES.get(str(tensor.dtype).removeprefix("torch."))
+        if dtype is None:
+            raise CheckpointError(f"tensor '{key}' has dtype {tensor.dtype}, which safetensors cannot store")
+        data = tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b""
+        header[key] = {"dtype": dtype, "shape": list(tensor.shape), "data_offsets": [offset, offset + len(data)]}
+        buffers.append(data)
+        offset += len(data)
+    encoded = json.dumps(header, separators=(",", ":")).encode()
+    encoded += b" " * (-len(encoded) % 8)  # the format aligns the data start to 8 bytes
+    return len(encoded).to_bytes(8, "little") + encoded, buffers
+
+
+def save_checkpoint(state_dict: dict, path: Path, metadata: dict[str, str]) -> None:
+    head, buffers = safetensors_bytes(state_dict, metadata)
     with atomic_path(Path(path)) as tmp:
-        save_file(tensors, str(tmp), metadata={k: str(v) for k, v in metadata.items()})
+        with open(tmp, "wb") as handle:
+            handle.write(head)
+            for data in buffers:
+                handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
 
 
 def prepare_out_dir(out_dir: Path, overwrite: bool) -> Path:

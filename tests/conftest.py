@@ -1,0 +1,82 @@
+"""Shared fixtures: real handwritten digits on disk, a resnet18 trained on them, and the real CLI."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from orthograd_cli.cli.app import main
+
+FORGET_CLASS = 7
+
+
+@pytest.fixture(scope="session")
+def digits(tmp_path_factory) -> Path:
+    from orthograd_cli.data.digits import build_digits
+
+    return build_digits(tmp_path_factory.mktemp("digits"), seed=0, forget_class=FORGET_CLASS)
+
+
+@pytest.fixture(scope="session")
+def trained_model(digits) -> Path:
+    """resnet18 at 32 px trained on the digits train split (about 15 s on 2 cores)."""
+    from orthograd_cli.jobs.demo import demo_checkpoint
+
+    return demo_checkpoint(digits, seed=0)
+
+
+@pytest.fixture(scope="session")
+def recipe():
+    from orthograd_cli.recipe import Recipe
+
+    return Recipe()
+
+
+@pytest.fixture(scope="session")
+def image_sets(digits, recipe):
+    from orthograd_cli.data.images import load_image_set
+    from orthograd_cli.data.manifest import read_manifest
+
+    def load(name: str, relative: str):
+        return load_image_set(name, read_manifest(digits / relative, num_classes=10), recipe.data)
+
+    return {
+        "forget": load("forget", "sample/forget.csv"),
+        "retain": load("retain", "sample/retain.csv"),
+        "test": load("test", "test.csv"),
+        "class_forget": load("forget", f"class{FORGET_CLASS}/forget.csv"),
+        "class_retain": load("retain", f"class{FORGET_CLASS}/retain.csv"),
+    }
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run the real `orthograd` entry point in-process; returns exit code, stdout and stderr."""
+
+    def run(*args: str | Path) -> CliResult:
+        capsys.readouterr()
+        try:
+            main([str(a) for a in args])
+            code = 0
+        except SystemExit as done:
+            code = int(done.code or 0)
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    """sha256 of every file under root, to prove inputs were left untouched."""
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(Path(root).rglob("*")) if p.is_file()}

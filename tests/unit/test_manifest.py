@@ -1,0 +1,53 @@
+"""Manifests: valid ones parse with ids and labels; each kind of bad input names the file and row."""
+
+import pytest
+
+from orthograd_cli.data.manifest import check_disjoint, read_manifest
+from orthograd_cli.errors import ManifestError
+
+
+@pytest.fixture
+def image(tmp_path):
+    from PIL import Image
+
+    Image.new("L", (8, 8)).save(tmp_path / "a.png")
+    Image.new("L", (8, 8)).save(tmp_path / "b.png")
+    return tmp_path
+
+
+def write(folder, text):
+    path = folder / "m.csv"
+    path.write_text(text)
+    return path
+
+
+def test_labels_may_be_indices_or_class_names(image):
+    manifest = read_manifest(write(image, "path,label\na.png,cat\nb.png,1\n"), num_classes=2, labels=["dog", "cat"])
+    assert [s.label for s in manifest.samples] == [1, 1]
+    assert manifest.samples[0].id == "a.png" and manifest.samples[0].path == image / "a.png"
+    assert len(manifest.sha256) == 64
+
+
+@pytest.mark.parametrize("text,fragment", [
+    ("", "empty manifest"),
+    ("path,label\n", "header only"),
+    ("path\na.png\n", "missing column 'label'"),
+    ("path,label,lable2\na.png,0,1\n", "unexpected column"),
+    ("path,label\nmissing.png,0\n", "row 2: file not found"),
+    ("path,label\na.png,5\n", "row 2: label 5 is out of range"),
+    ("path,label\na.png,kat\n", "unknown class name 'kat'"),
+    ("id,path,label\nx,a.png,0\nx,b.png,1\n", "row 3: duplicate id 'x'"),
+])
+def test_bad_manifests_name_file_and_row(image, text, fragment):
+    with pytest.raises(ManifestError) as caught:
+        read_manifest(write(image, text), num_classes=2, labels=["dog", "cat"])
+    assert fragment in str(caught.value) and "m.csv" in str(caught.value)
+
+
+def test_a_sample_in_both_forget_and_retain_is_refused(image):
+    (image / "f").mkdir()
+    forget = read_manifest(write(image, "id,path,label\ns1,a.png,0\n"), num_classes=2)
+    (image / "r.csv").write_text("id,path,label\ns1,a.png,0\ns2,b.png,1\n")
+    retain = read_manifest(image / "r.csv", num_classes=2)
+    with pytest.raises(ManifestError, match="s1"):
+        check_disjoint(forget, retain)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orthograd_cli.models.checkpoint import Checkpoint, read_checkpoint
-from orthograd_cli.models.registry import ModelInfo, load_model, resolve_model_info
+from orthograd_cli.models.registry import ModelInfo, check_fits, load_model, resolve_model_info
 from orthograd_cli.recipe import Recipe
 
 
@@ -36,6 +36,7 @@ class Loaded:
 def load_checkpoint_and_info(model_path: str | Path, recipe: Recipe, arch: str | None = None):
     checkpoint = read_checkpoint(model_path)
     info = resolve_model_info(checkpoint, arch or recipe.model.arch, recipe.model.num_classes, recipe.model.labels)
+    check_fits(checkpoint, info)
     return checkpoint, info
 
 

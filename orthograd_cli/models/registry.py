@@ -89,10 +89,12 @@ def guess_arch(state_dict: dict) -> str | None:
     return None
 
 
-def load_model(checkpoint: Checkpoint, info: ModelInfo):
-    """Build the architecture and load the checkpoint strictly; mismatches become CheckpointError."""
-    model = build_model(info.arch, info.num_classes)
-    expected = model.state_dict()
+def check_fits(checkpoint: Checkpoint, info: ModelInfo) -> None:
+    """Keys and shapes of the checkpoint against the architecture, built on the meta device (no memory)."""
+    import torch
+
+    with torch.device("meta"):
+        expected = build_model(info.arch, info.num_classes).state_dict()
     missing = [k for k in expected if k not in checkpoint.state_dict]
     unexpected = [k for k in checkpoint.state_dict if k not in expected]
     if missing or unexpected:
@@ -109,5 +111,11 @@ def load_model(checkpoint: Checkpoint, info: ModelInfo):
                 f"{checkpoint.path}: '{key}' has shape {tuple(got.shape)}, '{info.arch}' with "
                 f"num_classes={info.num_classes} expects {tuple(tensor.shape)}",
                 "set model.num_classes to match the checkpoint, or pass the right --arch")
+
+
+def load_model(checkpoint: Checkpoint, info: ModelInfo):
+    """Build the architecture and load the checkpoint strictly; mismatches become CheckpointError."""
+    check_fits(checkpoint, info)
+    model = build_model(info.arch, info.num_classes)
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in checkpoint.state_dict.items()})
     return model.float()

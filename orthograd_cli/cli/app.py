@@ -71,17 +71,34 @@ def _print_error(message: str, hint: str | None) -> None:
     sys.stderr.write(line + "\n")
 
 
+def _terminated(signum, frame) -> None:
+    raise SystemExit(143)  # unwinds like Ctrl-C, so temporary outputs are removed
+
+
+def _install_signal_handlers() -> None:
+    """Ctrl-C must interrupt even when the shell started us with SIGINT ignored (background jobs);
+    SIGTERM (schedulers, `timeout`) cleans up the same way."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _terminated)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app; known errors become one line on stderr and an exit code."""
     import click
 
     from orthograd_cli.errors import OrthogradError
 
+    _install_signal_handlers()
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get("ORTHOGRAD_DEBUG") == "1"
     command = typer.main.get_command(app)
     try:
-        command.main(args=args, prog_name="orthograd", standalone_mode=False)
+        # Typer turns Ctrl-C into Exit(130) and, outside standalone mode, returns that code
+        code = command.main(args=args, prog_name="orthograd", standalone_mode=False)
+        if code == 130:
+            raise KeyboardInterrupt
     except OrthogradError as err:
         if debug:
             raise

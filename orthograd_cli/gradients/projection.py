@@ -79,13 +79,17 @@ def project(unlearn_grad: dict, retain_rows: dict, scope: str = "per_tensor", ra
                 projected[n] = piece.view_as(unlearn_grad[n])
     else:
         raise ValueError(f"unknown projection scope '{scope}'")
-    dots = sum(flat_rows[n] @ flat_g[n] for n in names)
-    stats = ProjectionStats(
-        retain_rank=max_rank,
+    return projected, projection_stats(unlearn_grad, projected, retain_rows, max_rank)
+
+
+def projection_stats(unlearn_grad: dict, projected: dict, retain_rows: dict, retain_rank: int) -> ProjectionStats:
+    k = next(iter(retain_rows.values())).shape[0]
+    dots = sum(retain_rows[n].reshape(k, -1) @ unlearn_grad[n].reshape(-1) for n in unlearn_grad)
+    return ProjectionStats(
+        retain_rank=retain_rank,
         kept_norm_ratio=float(global_norm(projected) / global_norm(unlearn_grad).clamp_min(1e-30)),
         conflict_share=float((dots < 0).float().mean()),
     )
-    return projected, stats
 
 
 def global_norm(tensors: dict):

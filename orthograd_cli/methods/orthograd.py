@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from orthograd_cli.gradients.per_sample import batch_grad, per_sample_grads
-from orthograd_cli.gradients.projection import ProjectionStats, global_norm, project
+from orthograd_cli.gradients.projection import ProjectionStats, global_norm, project, projection_stats
 from orthograd_cli.recipe import MethodSpec
 
 
@@ -38,8 +38,8 @@ def orthograd_direction(model, params: dict, forget_batch, retain_batch, spec: M
         retain_rows = {n: g[None] for n, g in retain_mean.items()}
 
     # 3. g⊥ = g_u − Q Qᵀ g_u, Q an orthonormal basis of the rows of G_r
-    if projection.retain_grads == "none":
-        projected, stats = project(unlearn_grad, retain_rows, projection.scope, rank_tol=1.0)  # keeps all of g_u
+    if projection.retain_grads == "none":  # the ablation: plain ascent, only the diagnostics are computed
+        projected, stats = unlearn_grad, projection_stats(unlearn_grad, unlearn_grad, retain_rows, retain_rank=0)
     else:
         projected, stats = project(unlearn_grad, retain_rows, projection.scope, projection.rank_tol)
 

@@ -10,9 +10,7 @@ Run: python benchmarks/step_cost.py [--ks 16,64,128] [--repeats 5]
 
 import argparse
 import statistics
-import tempfile
 import time
-from pathlib import Path
 
 import torch
 

@@ -37,8 +37,9 @@ def write_report(report: dict, path: Path) -> None:
 
 
 def provenance_metadata(prov: dict) -> dict[str, str]:
-    """Provenance flattened into safetensors' string metadata."""
-    meta = {"orthograd.version": prov["orthograd_version"], "orthograd.created": prov["created"]}
+    """Provenance flattened into safetensors' string metadata; no timestamp, so that same-seed
+    runs write byte-identical checkpoints (the report keeps the time)."""
+    meta = {"orthograd.version": prov["orthograd_version"]}
     for name, value in prov["sha256"].items():
         meta[f"orthograd.sha256.{name}"] = value
     return meta

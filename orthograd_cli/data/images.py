@@ -22,10 +22,8 @@ class ImageSet:
         return len(self.labels)
 
     def subset(self, index) -> "ImageSet":
-        from orthograd_cli.data.manifest import Manifest as _Manifest
-
         picked = [self.manifest.samples[i] for i in index.tolist()]
-        manifest = _Manifest(path=self.manifest.path, samples=picked, sha256=self.manifest.sha256)
+        manifest = Manifest(path=self.manifest.path, samples=picked, sha256=self.manifest.sha256)
         return ImageSet(self.name, manifest, self.inputs[index], self.labels[index])
 
 

@@ -87,8 +87,6 @@ def run_forget(model_path: str, manifests: dict, recipe: Recipe, recipe_sha256: 
 
 
 def _forget_into(loaded: Loaded, recipe: Recipe, recipe_sha256: str, tmp_dir: Path, progress: bool) -> dict:
-    import torch
-
     from orthograd_cli.methods.loop import run_unlearning
     from orthograd_cli.methods.orthograd import orthograd_direction
     from orthograd_cli.tasks.classification import mean_loss
@@ -110,7 +108,6 @@ def _forget_into(loaded: Loaded, recipe: Recipe, recipe_sha256: str, tmp_dir: Pa
     prov = provenance(device, recipe.seed, base=loaded.checkpoint.sha256, recipe=recipe_sha256,
                       **{f"manifest_{n}": m.sha256 for n, m in loaded.manifests.items()})
     metadata = {**loaded.checkpoint.metadata, **loaded.info.metadata(), **provenance_metadata(prov)}
-    metadata.pop("orthograd.created", None)  # a timestamp would make same-seed runs differ byte for byte
     merged = _merged_weights(model, loaded, recipe, tmp_dir, metadata)
     save_checkpoint(merged, tmp_dir / "model.safetensors", metadata)
 
@@ -136,7 +133,6 @@ def _forget_into(loaded: Loaded, recipe: Recipe, recipe_sha256: str, tmp_dir: Pa
         "recipe": recipe.model_dump(mode="json"),
         "provenance": prov,
     }
-    torch.set_grad_enabled(True)
     return report
 
 

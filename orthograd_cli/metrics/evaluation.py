@@ -37,13 +37,14 @@ def measure(model, sets: dict, batch_size: int, device: str) -> dict[str, SetRes
 def metrics_from(results: dict[str, SetResult], mode: str, original: dict[str, SetResult] | None = None,
                  mia: bool = True, seed: int = 0) -> dict:
     """Accuracy per set; with the original model's results, UIS; with forget and test sets, the MIA."""
-    out = {f"{name}_acc": metric(r.accuracy, SET_DEFINITIONS.get(name, f"top-1 accuracy on {name}"), r.n,
-                                 higher_is_better=(name not in ("forget", "forget_holdout")) or None)
-           for name, r in results.items()}
-    for name in ("forget", "forget_holdout"):
-        if f"{name}_acc" in out:
-            out[f"{name}_acc"].pop("higher_is_better", None)
-            out[f"{name}_acc"]["target"] = "original test acc" if mode == "sample" else 0.0
+    forget_target = "original test acc" if mode == "sample" else 0.0
+    out = {}
+    for name, r in results.items():
+        definition = SET_DEFINITIONS.get(name, f"top-1 accuracy on {name}")
+        if name in ("forget", "forget_holdout"):
+            out[f"{name}_acc"] = metric(r.accuracy, definition, r.n, target=forget_target)
+        else:
+            out[f"{name}_acc"] = metric(r.accuracy, definition, r.n, higher_is_better=True)
     if original is not None and "test" in original:
         o_t = original["test"].accuracy
         out["original_test_acc"] = metric(o_t, "top-1 accuracy of the original model on the test set (O_t)",

@@ -3,7 +3,8 @@
 Same model (resnet18 at 32 px trained on the real digits, LoRA r=8 on every conv and the fc), same
 batches (32 forget images, k retain images), measured side by side in one run, median of repeats.
 NegGrad+ here is its textbook direction d = α·mean retain grad − (1−α)·forget grad from two
-ordinary backward passes, with the same normalised update.
+ordinary backward passes, with the same normalised update. OrthoGrad runs per_tensor scope with the
+default per-sample backend (hooks) and projection solver (gram), and with vmap and QR for comparison.
 
 Run: python benchmarks/step_cost.py [--ks 16,64,128] [--repeats 5]
 """
@@ -64,19 +65,29 @@ def main() -> None:
     forget_batch = (train.inputs[:32], train.labels[:32])
     print(f"resnet18 32px, LoRA r={recipe.lora.r}: {sum(p.numel() for p in params.values()):,} trainable, "
           f"{torch.get_num_threads()} threads, median of {args.repeats}")
-    print(f"{'k':>5} {'NegGrad+ s':>11} {'OrthoGrad s':>12} {'ratio':>7}  (per_tensor, per-sample, vmap)")
+    configs = {  # label -> (per-sample backend, projection solver)
+        "default (hooks, gram)": ("auto", "gram"),
+        "vmap, gram": ("vmap", "gram"),
+        "vmap, qr": ("vmap", "qr"),
+    }
+    print(f"{'k':>5} {'NegGrad+ s':>11} " + " ".join(f"{label:>22}" for label in configs) + "   (per_tensor scope)")
     for k in [int(v) for v in args.ks.split(",")]:
         retain_batch = (train.inputs[100:100 + k], train.labels[100:100 + k])
-        spec = recipe.method.model_copy(deep=True)
-        spec.retain_batch_size = k
-        base = median_time(lambda: neggrad_plus_step(model, params, forget_batch, retain_batch, spec), args.repeats)
-        ortho = median_time(lambda: orthograd_step(model, params, forget_batch, retain_batch, spec), args.repeats)
-        print(f"{k:>5} {base:>11.3f} {ortho:>12.3f} {ortho / base:>6.2f}x")
-    for k in (64,):
-        retain = (train.inputs[100:100 + k], train.labels[100:100 + k])
-        vmap = median_time(lambda: per_sample_grads(model, params, *retain, mean_loss, "vmap"), args.repeats)
-        loop = median_time(lambda: per_sample_grads(model, params, *retain, mean_loss, "loop"), max(1, args.repeats // 2))
-        print(f"per-sample grads at k={k}: vmap {vmap:.3f} s, loop {loop:.3f} s, loop/vmap = {loop / vmap:.1f}x")
+        base = median_time(lambda: neggrad_plus_step(model, params, forget_batch, retain_batch, recipe.method),
+                           args.repeats)
+        cells = []
+        for backend, solver in configs.values():
+            spec = recipe.method.model_copy(deep=True)
+            spec.retain_batch_size, spec.per_sample.backend, spec.projection.solver = k, backend, solver
+            ortho = median_time(lambda: orthograd_step(model, params, forget_batch, retain_batch, spec), args.repeats)
+            cells.append(f"{ortho:.3f} s = {ortho / base:.2f}x")
+        print(f"{k:>5} {base:>11.3f} " + " ".join(f"{cell:>22}" for cell in cells))
+    k = 64
+    retain = (train.inputs[100:100 + k], train.labels[100:100 + k])
+    loop = median_time(lambda: per_sample_grads(model, params, *retain, mean_loss, "loop"), max(1, args.repeats // 2))
+    for backend in ("hooks", "vmap"):
+        fast = median_time(lambda: per_sample_grads(model, params, *retain, mean_loss, backend), args.repeats)
+        print(f"per-sample grads at k={k}: {backend} {fast:.3f} s, loop {loop:.3f} s, loop/{backend} = {loop / fast:.1f}x")
 
 
 if __name__ == "__main__":

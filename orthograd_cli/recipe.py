@@ -55,10 +55,12 @@ class ProjectionSpec(_Section):
     scope: Literal["per_tensor", "global"] = "per_tensor"
     retain_grads: Literal["per_sample", "mean", "none"] = "per_sample"
     rank_tol: float = Field(1e-6, ge=0, lt=1, description="drop retain directions under this share of the largest")
+    solver: Literal["gram", "qr"] = Field("gram", description="gram: k×k float64 solve; qr: reduced QR (same projection)")
 
 
 class PerSampleSpec(_Section):
-    backend: Literal["vmap", "loop"] = "vmap"
+    backend: Literal["auto", "hooks", "vmap", "loop"] = Field(
+        "auto", description="auto: hooks (one batched backward) for Linear/Conv2d weights such as LoRA, else vmap")
     chunk_size: int | None = Field(None, ge=1, description="vmap chunk size, bounds memory")
 
 

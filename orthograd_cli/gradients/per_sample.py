@@ -3,7 +3,10 @@
 Backends for per-sample gradients (all return ({name: tensor of shape (k, *param.shape)}, losses (k,))):
 - `vmap`: torch.func `vmap(grad(loss))` over `functional_call`, one vectorised pass; `chunk_size`
   bounds memory.
+- `hooks`: one batched backward with per-layer hooks (see hooks.py); exact for Linear and Conv2d
+  weights, which is every trainable tensor of a LoRA model.
 - `loop`: one backward per sample. Slow; kept as the reference the others are tested against.
+- `auto`: `hooks` where it applies, else `vmap`.
 The model must be in eval mode (BatchNorm on running statistics), or a sample's gradient would
 depend on the rest of its batch.
 """
@@ -12,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-BACKENDS = ("vmap", "loop")
+BACKENDS = ("auto", "hooks", "vmap", "loop")
 
 
 def trainable_parameters(model) -> dict:
@@ -30,6 +33,14 @@ def batch_grad(model, params: dict, inputs, labels, loss_fn: Callable):
 
 def per_sample_grads(model, params: dict, inputs, labels, loss_fn: Callable, backend: str = "vmap",
                      chunk_size: int | None = None) -> tuple[dict, "torch.Tensor"]:  # noqa: F821
+    if backend in ("auto", "hooks"):
+        from orthograd_cli.gradients import hooks
+
+        if hooks.supports(model, params):
+            return hooks.hook_grads(model, params, inputs, labels, loss_fn)
+        if backend == "hooks":
+            raise ValueError("the hooks backend needs every trainable tensor to be a Linear/Conv2d weight or bias")
+        backend = "vmap"
     if backend == "vmap":
         return _vmap_grads(model, params, inputs, labels, loss_fn, chunk_size)
     if backend == "loop":
@@ -45,7 +56,10 @@ def _vmap_grads(model, params, inputs, labels, loss_fn, chunk_size):
     def sample_loss(theta, x, y):
         return loss_fn(functional_call(model, theta, (x[None],)), y[None])
 
-    return vmap(grad_and_value(sample_loss), in_dims=(None, 0, 0), chunk_size=chunk_size)(detached, inputs, labels)
+    grads, losses = vmap(grad_and_value(sample_loss), in_dims=(None, 0, 0), chunk_size=chunk_size)(
+        detached, inputs, labels)
+    # parameters outside `params` that still require grad would otherwise keep a graph attached
+    return {name: g.detach() for name, g in grads.items()}, losses.detach()
 
 
 def _loop_grads(model, params, inputs, labels, loss_fn):

@@ -1,10 +1,16 @@
 """OrthoGrad step 3: remove from the unlearn gradient every direction the retain gradients span.
 
-g⊥ = g_u − Q Qᵀ g_u, Q an orthonormal basis of the rows of G_r (k × n). Q comes from the reduced QR
-of G_rᵀ = Q₀R; span(G_r) = Q₀·span(R), so an SVD of the small k×k factor R (in float64) gives the
-rank and drops directions under `rank_tol` of the largest (rows are scaled to unit norm first): Q = Q₀U_kept. (Dropping Q₀'s columns by
-R's diagonal alone would be wrong without pivoting.) The projection is applied twice: the second
-pass removes what float32 rounding left of the first ("twice is enough").
+g⊥ = g_u − Q Qᵀ g_u, Q an orthonormal basis of the rows of G_r (k × n). Rows are scaled to unit norm
+first (same span; otherwise a well-fitted sample, whose gradient is orders of magnitude smaller,
+would fall under the rank tolerance). Two solvers give the same projection:
+
+- `qr`: reduced QR of G_rᵀ = Q₀R; span(G_r) = Q₀·span(R), so an SVD of the small factor R (float64)
+  gives the rank and drops directions under `rank_tol` of the largest: Q = Q₀U_kept. (Dropping Q₀'s
+  columns by R's diagonal alone would be wrong without pivoting.) Applied twice: the second pass
+  removes what float32 rounding left of the first ("twice is enough").
+- `gram` (default, about 3× cheaper): QQᵀ = G_rᵀ(G_r G_rᵀ)⁺G_r. The k×k Gram matrix and both thin
+  products are formed in float64, chunk by chunk (memory stays at the float32 G_r plus one chunk);
+  its eigendecomposition drops directions whose singular value is under `rank_tol` of the largest.
 
 Scope `per_tensor` projects each parameter tensor on its own, as the authors' code does; tensors
 with ≤ k entries then lose their whole unlearn gradient. `global` treats θ as one vector.
@@ -39,16 +45,52 @@ def _remove_span(vectors, q0, u):
 
 
 def project_batched(vectors, rows, rank_tol: float = 1e-6):
-    """Project each of b vectors (b, n) off the span of its rows (b, k, n); also returns ranks (b,)."""
-    # Unit rows span the same space; without this a well-fitted sample, whose gradient is orders of
-    # magnitude smaller than the others', would fall under the rank tolerance and be ignored.
+    """QR solver: project each of b vectors (b, n) off the span of its rows (b, k, n); also returns ranks (b,)."""
     rows = rows / rows.norm(dim=-1, keepdim=True).clamp_min(1e-30)
     q0, u, rank = _span_projector(rows, rank_tol)
     projected = _remove_span(vectors, q0, u)
     return _remove_span(projected, q0, u), rank
 
 
-def project(unlearn_grad: dict, retain_rows: dict, scope: str = "per_tensor", rank_tol: float = 1e-6):
+def _gram_coefficients(gram, along, rank_tol: float):
+    """c with g⊥ = g − Gᵀc, from K = GGᵀ and Gg (float64, batched); rows count as unit-norm."""
+    import torch
+
+    norms = gram.diagonal(dim1=-2, dim2=-1).sqrt()
+    scale = torch.where(norms > 0, norms, torch.ones_like(norms))
+    unit_gram = gram / (scale[..., :, None] * scale[..., None, :])
+    eigenvalues, eigenvectors = torch.linalg.eigh(unit_gram)
+    keep = eigenvalues > (rank_tol ** 2) * eigenvalues[..., -1:].clamp_min(0)  # λ = s², sorted ascending
+    keep &= eigenvalues > 0
+    inverse = torch.where(keep, 1.0 / eigenvalues.clamp_min(1e-300), torch.zeros_like(eigenvalues))
+    unit_along = along / scale
+    unit_coeffs = eigenvectors @ (inverse * (eigenvectors.transpose(-1, -2) @ unit_along[..., None])[..., 0])[..., None]
+    return unit_coeffs[..., 0] / scale, keep.sum(-1)
+
+
+def _project_gram(names, flat_g, flat_rows, scope: str, rank_tol: float):
+    """Gram solver, tensor by tensor on contiguous blocks: the global system is the sum of the blocks."""
+    import torch
+
+    grams, alongs = [], []
+    for n in names:  # pass 1: per-tensor Gram blocks and G g, in float64
+        block = flat_rows[n].double()
+        grams.append(block @ block.T)
+        alongs.append(block @ flat_g[n].double())
+    if scope == "global":
+        coeffs, rank = _gram_coefficients(sum(grams), sum(alongs), rank_tol)
+        coeffs = [coeffs] * len(names)
+    else:
+        stacked, rank = _gram_coefficients(torch.stack(grams), torch.stack(alongs), rank_tol)
+        coeffs = list(stacked)
+    projected = {}
+    for n, c in zip(names, coeffs):  # pass 2: g⊥ = g − Gᵀc
+        projected[n] = (flat_g[n].double() - flat_rows[n].double().T @ c).to(flat_g[n].dtype)
+    return projected, int(rank.max())
+
+
+def project(unlearn_grad: dict, retain_rows: dict, scope: str = "per_tensor", rank_tol: float = 1e-6,
+            solver: str = "gram"):
     """g⊥ for a dict of gradients; `retain_rows[name]` has shape (k, *param.shape)."""
     import torch
 
@@ -56,6 +98,12 @@ def project(unlearn_grad: dict, retain_rows: dict, scope: str = "per_tensor", ra
     k = next(iter(retain_rows.values())).shape[0]
     flat_g = {n: unlearn_grad[n].reshape(-1) for n in names}
     flat_rows = {n: retain_rows[n].reshape(k, -1) for n in names}
+    if scope not in ("global", "per_tensor"):
+        raise ValueError(f"unknown projection scope '{scope}'")
+    if solver == "gram":
+        flat, max_rank = _project_gram(names, flat_g, flat_rows, scope, rank_tol)
+        projected = {n: flat[n].view_as(unlearn_grad[n]) for n in names}
+        return projected, projection_stats(unlearn_grad, projected, retain_rows, max_rank)
     projected: dict = {}
     if scope == "global":
         vector = torch.cat([flat_g[n] for n in names])[None]
@@ -64,7 +112,7 @@ def project(unlearn_grad: dict, retain_rows: dict, scope: str = "per_tensor", ra
         for n, piece in zip(names, out[0].split([flat_g[n].numel() for n in names])):
             projected[n] = piece.view_as(unlearn_grad[n])
         max_rank = int(rank.max())
-    elif scope == "per_tensor":
+    else:
         # Tensors of equal size share one batched QR instead of a Python loop of small ones.
         by_size: dict[int, list[str]] = {}
         for n in names:
@@ -77,8 +125,6 @@ def project(unlearn_grad: dict, retain_rows: dict, scope: str = "per_tensor", ra
             max_rank = max(max_rank, int(rank.max()))
             for n, piece in zip(group, out):
                 projected[n] = piece.view_as(unlearn_grad[n])
-    else:
-        raise ValueError(f"unknown projection scope '{scope}'")
     return projected, projection_stats(unlearn_grad, projected, retain_rows, max_rank)
 
 

@@ -78,7 +78,7 @@ def gradient_conflict(model_path: str, manifests: dict, recipe: Recipe, arch: st
             layer = name.split(".lora_")[0].removeprefix("base_model.model.")
             layer_cos.setdefault(layer, []).append(_cosine(g_u[name].reshape(-1), rows[name].mean(0).reshape(-1)))
         for scope in removed:
-            _, stats = project(g_u, rows, scope, recipe.method.projection.rank_tol)
+            _, stats = project(g_u, rows, scope, recipe.method.projection.rank_tol, recipe.method.projection.solver)
             removed[scope].append(1 - stats.kept_norm_ratio)
         spectra.append(torch.linalg.svdvals(flat_rows.double()).cpu())
     all_cos = torch.cat(cosines)

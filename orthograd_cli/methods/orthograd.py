@@ -41,7 +41,8 @@ def orthograd_direction(model, params: dict, forget_batch, retain_batch, spec: M
     if projection.retain_grads == "none":  # the ablation: plain ascent, only the diagnostics are computed
         projected, stats = unlearn_grad, projection_stats(unlearn_grad, unlearn_grad, retain_rows, retain_rank=0)
     else:
-        projected, stats = project(unlearn_grad, retain_rows, projection.scope, projection.rank_tol)
+        projected, stats = project(unlearn_grad, retain_rows, projection.scope, projection.rank_tol,
+                                   projection.solver)
 
     # 4. d = α·mean(G_r) − (1−α)·g⊥   (descend on retain, ascend on the projected unlearn direction)
     alpha = spec.alpha

@@ -52,12 +52,13 @@ def reference_projection(g_u: dict, rows: dict, scope: str) -> dict:
     return {n: off_span(g_u[n].double().reshape(-1), rows[n].double().reshape(k, -1)) for n in names}
 
 
+@pytest.mark.parametrize("solver", ["gram", "qr"])
 @pytest.mark.parametrize("scope", ["per_tensor", "global"])
 @pytest.mark.parametrize("k", [64, 128])
-def test_projected_grad_is_orthogonal_to_every_retain_grad(mid_unlearning, image_sets, scope, k):
+def test_projected_grad_is_orthogonal_to_every_retain_grad(mid_unlearning, image_sets, scope, k, solver):
     model, params = mid_unlearning
     g_u, rows = real_grads(model, params, image_sets, k)
-    projected, stats = project(g_u, rows, scope)
+    projected, stats = project(g_u, rows, scope, solver=solver)
     flat_p = torch.cat([projected[n].double().reshape(-1) for n in params])
     flat_rows = torch.cat([rows[n].double().reshape(k, -1) for n in params], dim=1)
     dots = (flat_rows @ flat_p).abs()
@@ -71,11 +72,12 @@ def test_projected_grad_is_orthogonal_to_every_retain_grad(mid_unlearning, image
             assert bool((block <= 1e-5 * block_rows.norm(dim=1) * g_u[n].double().norm()).all()), n
 
 
+@pytest.mark.parametrize("solver", ["gram", "qr"])
 @pytest.mark.parametrize("scope", ["per_tensor", "global"])
-def test_projection_matches_float64_reference(mid_unlearning, image_sets, scope):
+def test_projection_matches_float64_reference(mid_unlearning, image_sets, scope, solver):
     model, params = mid_unlearning
     g_u, rows = real_grads(model, params, image_sets, 64)
-    projected, _ = project(g_u, rows, scope)
+    projected, _ = project(g_u, rows, scope, solver=solver)
     reference = reference_projection(g_u, rows, scope)
     if scope == "global":
         ours = torch.cat([projected[n].double().reshape(-1) for n in params])
@@ -86,35 +88,38 @@ def test_projection_matches_float64_reference(mid_unlearning, image_sets, scope)
         assert float((ours - ref).norm() / ref.norm()) < 1e-4
 
 
-def test_per_tensor_scope_zeroes_tensors_with_at_most_k_entries():
+@pytest.mark.parametrize("solver", ["gram", "qr"])
+def test_per_tensor_scope_zeroes_tensors_with_at_most_k_entries(solver):
     g_u = {"small": torch.randn(5), "large": torch.randn(300)}
     rows = {"small": torch.randn(8, 5), "large": torch.randn(8, 300)}
-    projected, _ = project(g_u, rows, "per_tensor")
+    projected, _ = project(g_u, rows, "per_tensor", solver=solver)
     assert float(projected["small"].abs().max()) < 1e-6
     assert float(projected["large"].norm()) > 0.5 * float(g_u["large"].norm())
 
 
-def test_rank_deficient_retain_batch_projects_onto_the_true_span():
+@pytest.mark.parametrize("solver", ["gram", "qr"])
+def test_rank_deficient_retain_batch_projects_onto_the_true_span(solver):
     """Duplicated and zero rows must neither break the basis nor remove directions outside the span."""
     torch.manual_seed(0)
     a, b = torch.randn(1000, dtype=torch.float64), torch.randn(1000, dtype=torch.float64)
     exact_rows = torch.stack([a, a, torch.zeros_like(a), b, 2 * a - b])
     g = torch.randn(1000, dtype=torch.float64)
-    projected, stats = project({"w": g.float()}, {"w": exact_rows.float()}, "global")
+    projected, stats = project({"w": g.float()}, {"w": exact_rows.float()}, "global", solver=solver)
     reference = reference_projection({"w": g}, {"w": exact_rows}, "global")["all"]
     assert stats.retain_rank == 2
     assert float((projected["w"].double() - reference).norm() / reference.norm()) < 1e-5
 
 
+@pytest.mark.parametrize("backend", ["vmap", "hooks"])
 @pytest.mark.parametrize("dtype,tolerance", [(torch.float32, 1e-4), (torch.float64, 1e-9)])
-def test_vmap_per_sample_grads_equal_the_loop_reference(mid_unlearning, image_sets, dtype, tolerance):
+def test_per_sample_grads_equal_the_loop_reference(mid_unlearning, image_sets, dtype, tolerance, backend):
     model, _ = mid_unlearning
     model = model.to(dtype)
     try:
         params = trainable_parameters(model)
         retain = image_sets["retain"]
         inputs, labels = retain.inputs[:16].to(dtype), retain.labels[:16]
-        fast, fast_losses = per_sample_grads(model, params, inputs, labels, mean_loss, "vmap", chunk_size=5)
+        fast, fast_losses = per_sample_grads(model, params, inputs, labels, mean_loss, backend, chunk_size=5)
         slow, slow_losses = per_sample_grads(model, params, inputs, labels, mean_loss, "loop")
         for name in params:
             error = (fast[name] - slow[name]).norm() / slow[name].norm().clamp_min(1e-30)
@@ -150,3 +155,21 @@ def test_projected_ascent_step_leaves_retain_losses_unchanged_to_first_order(mid
                 p.copy_(start[n])
     assert changes["none"] > 0
     assert changes["per_sample"] <= 0.01 * changes["none"], changes
+
+
+def test_auto_backend_uses_vmap_where_hooks_do_not_apply(trained_model, recipe, image_sets):
+    """Full-parameter training includes BatchNorm weights, which the hooks backend cannot handle."""
+    from orthograd_cli.gradients import hooks
+
+    checkpoint, info = load_checkpoint_and_info(trained_model, recipe)
+    model = load_model(checkpoint, info).eval()
+    params = {n: p for n, p in model.named_parameters() if n.startswith(("layer4.1", "fc"))}
+    assert not hooks.supports(model, params)
+    retain = image_sets["retain"]
+    inputs, labels = retain.inputs[:4], retain.labels[:4]
+    auto, _ = per_sample_grads(model, params, inputs, labels, mean_loss, "auto")
+    slow, _ = per_sample_grads(model, params, inputs, labels, mean_loss, "loop")
+    for name in params:
+        assert float((auto[name] - slow[name]).norm() / slow[name].norm().clamp_min(1e-30)) <= 1e-4, name
+    with pytest.raises(ValueError, match="hooks backend"):
+        per_sample_grads(model, params, inputs, labels, mean_loss, "hooks")

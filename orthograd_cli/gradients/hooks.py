@@ -1,0 +1,91 @@
+"""Per-sample gradients of Linear and Conv2d weights from one batched backward pass.
+
+For a layer y = W x (+ b), the gradient of sample i's loss is δ_i x_iᵀ, where δ_i = ∂loss_i/∂y_i.
+A forward hook keeps each layer's input and output; one `autograd.grad` of the summed loss with
+respect to the outputs gives every δ_i at once (each sample's output depends on that sample alone,
+as long as BatchNorm runs on running statistics); an einsum then forms the k outer products.
+Convolutions are unfolded into patches first, so the same outer product applies.
+
+This is exact, and it covers every trainable tensor of a LoRA model (lora_A and lora_B are plain
+Linear or Conv2d layers), which makes it much cheaper than vmap there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+
+def _owner(model, param_name: str):
+    module_name, _, attribute = param_name.rpartition(".")
+    return model.get_submodule(module_name), attribute
+
+
+def supports(model, params: dict) -> bool:
+    """True when every trainable tensor is the weight or bias of a Linear or ungrouped Conv2d."""
+    import torch.nn as nn
+
+    for name in params:
+        module, attribute = _owner(model, name)
+        if attribute not in ("weight", "bias"):
+            return False
+        if not (isinstance(module, nn.Linear) or (isinstance(module, nn.Conv2d) and module.groups == 1
+                                                  and module.padding_mode == "zeros")):
+            return False
+    return True
+
+
+def _weight_grad(module, inputs, delta):
+    """Per-sample weight gradients (b, *weight.shape) from layer inputs and output gradients."""
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    if isinstance(module, nn.Linear):
+        return torch.einsum("b...o,b...i->boi", delta, inputs)
+    patches = F.unfold(inputs, module.kernel_size, dilation=module.dilation, padding=module.padding,
+                       stride=module.stride)  # (b, in·kh·kw, L)
+    grads = torch.einsum("bol,bcl->boc", delta.flatten(2), patches)
+    return grads.reshape(len(inputs), *module.weight.shape)
+
+
+def _bias_grad(module, delta):
+    import torch.nn as nn
+
+    if isinstance(module, nn.Linear):
+        return delta.reshape(delta.shape[0], -1, delta.shape[-1]).sum(1)
+    return delta.flatten(2).sum(-1)
+
+
+def hook_grads(model, params: dict, inputs, labels, loss_fn: Callable):
+    """({name: (k, *shape)}, per-sample losses (k,)) for Linear/Conv2d parameters; see `supports`."""
+    import torch
+
+    owners = {name: _owner(model, name) for name in params}
+    modules = {id(module): module for module, _ in owners.values()}
+    captured: dict[int, tuple] = {}
+
+    def keep(module, args, output):
+        if id(module) in captured:
+            raise ValueError(f"{type(module).__name__} is called twice in one forward; use the vmap backend")
+        captured[id(module)] = (args[0].detach(), output)
+
+    handles = [module.register_forward_hook(keep) for module in modules.values()]
+    try:
+        logits = model(inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    # a mean loss times the batch size is the sum of per-sample losses, whose output gradients are δ_i
+    total = loss_fn(logits, labels) * len(labels)
+    keys = list(captured)
+    deltas = torch.autograd.grad(total, [captured[key][1] for key in keys], allow_unused=True,
+                                 materialize_grads=True)
+    delta_of = dict(zip(keys, deltas))
+    grads = {}
+    for name, (module, attribute) in owners.items():
+        layer_input, _ = captured[id(module)]
+        delta = delta_of[id(module)]
+        grads[name] = _weight_grad(module, layer_input, delta) if attribute == "weight" else _bias_grad(module, delta)
+    with torch.no_grad():
+        losses = torch.stack([loss_fn(logits[i:i + 1], labels[i:i + 1]) for i in range(len(labels))])
+    return grads, losses

@@ -1,0 +1,78 @@
+"""`forget` options beyond the defaults: Adam, full parameters, a forget hold-out; LoRA on a ViT."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+
+def short_forget(cli, trained_model, digits, out, *sets):
+    args = ["forget", trained_model, "--forget", digits / "sample/forget.csv", "--retain",
+            digits / "sample/retain.csv", "--test", digits / "test.csv", "--set", "method.max_steps=3",
+            "--set", "method.retain_batch_size=16", "--set", "method.stop.check_every=1", "--out", out, "--quiet",
+            "--json"]
+    for assignment in sets:
+        args += ["--set", assignment]
+    result = cli(*args)
+    assert result.code == 0, result.err
+    return json.loads(result.out)
+
+
+@pytest.mark.slow
+def test_adam_runs_and_the_report_says_it_breaks_orthogonality(cli, trained_model, digits, tmp_path):
+    report = short_forget(cli, trained_model, digits, tmp_path / "run", "method.optimizer=adam",
+                          "method.lr=0.001")
+    assert report["steps"] >= 1
+    assert any("no longer exactly orthogonal" in note for note in report["notes"])
+
+
+@pytest.mark.slow
+def test_full_parameter_unlearning_writes_a_changed_checkpoint_without_adapter(cli, trained_model, digits, tmp_path):
+    report = short_forget(cli, trained_model, digits, tmp_path / "run", "lora.enabled=false",
+                          "method.projection.scope=global", "method.stop.target_forget_acc=0")
+    assert report["trainable_parameters"] > 11_000_000
+    assert not (tmp_path / "run/adapter").exists()
+    base, after = load_file(str(trained_model)), load_file(str(tmp_path / "run/model.safetensors"))
+    assert list(after) == list(base)
+    assert any(not torch.equal(base[k], after[k]) for k in base if base[k].is_floating_point())
+
+
+@pytest.mark.slow
+def test_forget_holdout_is_measured_and_drives_the_stop_rule(cli, trained_model, digits, tmp_path):
+    report = short_forget(cli, trained_model, digits, tmp_path / "run", "method.stop.forget_holdout=0.2")
+    forget_n = len((digits / "sample/forget.csv").read_text().splitlines()) - 1
+    holdout = report["metrics"]["after"]["forget_holdout_acc"]
+    assert holdout["n"] == round(0.2 * forget_n) and holdout["target"] == "original test acc"
+    assert len(report["history"]) == report["steps"] + 1  # step 0 and every step, on the hold-out
+
+
+def tiny_vit():
+    from torchvision.models.vision_transformer import VisionTransformer
+
+    torch.manual_seed(0)
+    return VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=32, mlp_dim=64,
+                             num_classes=10).eval()
+
+
+def test_vit_lora_targets_skip_attention_and_hooks_grads_equal_the_loop():
+    from orthograd_cli.gradients.per_sample import per_sample_grads, trainable_parameters
+    from orthograd_cli.models.lora import default_target_modules, wrap_with_lora
+    from orthograd_cli.tasks.classification import mean_loss
+
+    model = tiny_vit()
+    targets = default_target_modules(model)
+    assert "heads.head" in targets and "encoder.layers.encoder_layer_0.mlp.0" in targets
+    assert not any("self_attention" in name for name in targets)
+    model = wrap_with_lora(model, r=4, alpha=8, target_modules=None).eval()
+    params = trainable_parameters(model)
+    with torch.no_grad():  # give lora_B weights so that lora_A has gradient too
+        for name, p in params.items():
+            p.normal_(0, 0.1)
+    inputs, labels = torch.randn(6, 3, 32, 32), torch.randint(0, 10, (6,))
+    fast, _ = per_sample_grads(model, params, inputs, labels, mean_loss, "auto")
+    slow, _ = per_sample_grads(model, params, inputs, labels, mean_loss, "loop")
+    for name in params:
+        assert float((fast[name] - slow[name]).norm() / slow[name].norm()) <= 1e-4, name

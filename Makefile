@@ -23,6 +23,7 @@ test-fast: install
 
 bench: install
 	$(BIN)/python benchmarks/step_cost.py
-	$(BIN)/python benchmarks/cli_latency.py
+	$(BIN)/python benchmarks/cli_latency.py --demo
+	$(BIN)/python benchmarks/manifest_validation.py
 
 .PHONY: install demo test test-fast bench

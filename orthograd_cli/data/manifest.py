@@ -1,7 +1,8 @@
 """CSV manifests: `path,label[,id]` for image classification, validated before any model work.
 
 Errors name the file and the row (the CSV line number, header = line 1). Relative paths resolve
-against the manifest's own folder. The file is streamed, so large manifests validate quickly.
+against the manifest's own folder. The file is streamed line by line (and hashed on the way), so large
+manifests validate in seconds and in little memory.
 """
 
 from __future__ import annotations
@@ -59,16 +60,10 @@ def read_manifest(path: str | Path, task: str = "classification", num_classes: i
                   labels: list[str] | None = None, check_files: bool = True) -> Manifest:
     path = Path(path)
     required = REQUIRED[task]
-    try:
-        raw_bytes = path.read_bytes()
-    except OSError as exc:
-        raise ManifestError(f"{path}: cannot read manifest ({exc.strerror})", "check the path") from None
-    sha = hashlib.sha256(raw_bytes).hexdigest()
-    try:
-        text = raw_bytes.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise ManifestError(f"{path}: not UTF-8 text", "save the manifest as a UTF-8 CSV") from None
-    reader = csv.DictReader(text.splitlines())
+    if not path.is_file():
+        raise ManifestError(f"{path}: cannot read manifest (no such file)", "check the path")
+    digest = hashlib.sha256()
+    reader = csv.DictReader(_hashed_lines(path, digest))
     columns = [c.strip() for c in (reader.fieldnames or [])]
     if not columns:
         raise ManifestError(f"{path}: empty manifest", f"expected a header line: {','.join(required)}[,id]")
@@ -107,7 +102,22 @@ def read_manifest(path: str | Path, task: str = "classification", num_classes: i
         samples.append(Sample(id=sample_id, path=file_path, label=label, row=line))
     if not samples:
         raise ManifestError(f"{path}: empty manifest (header only)", "add at least one sample row")
-    return Manifest(path=path, samples=samples, sha256=sha)
+    return Manifest(path=path, samples=samples, sha256=digest.hexdigest())
+
+
+def _hashed_lines(path: Path, digest):
+    """The file's lines as text, streamed, feeding every byte to `digest` on the way."""
+    try:
+        with open(path, "rb") as handle:
+            for number, raw in enumerate(handle, start=1):
+                digest.update(raw)
+                try:
+                    yield raw.decode("utf-8-sig" if number == 1 else "utf-8")
+                except UnicodeDecodeError:
+                    raise ManifestError(f"{path} row {number}: not UTF-8 text",
+                                        "save the manifest as a UTF-8 CSV") from None
+    except OSError as exc:
+        raise ManifestError(f"{path}: cannot read manifest ({exc.strerror})", "check the path") from None
 
 
 def check_disjoint(forget: Manifest, retain: Manifest) -> None:

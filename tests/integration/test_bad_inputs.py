@@ -63,6 +63,19 @@ def without_metadata(root: Path) -> Path:
     return path
 
 
+def blown_up(root: Path) -> Path:
+    """Finite weights whose logits overflow: the loss turns non-finite at the first step."""
+    from safetensors.torch import load_file
+
+    from orthograd_cli.models.checkpoint import save_checkpoint
+
+    state = load_file(str(root / "model.safetensors"))
+    state["fc.weight"] = state["fc.weight"] * 3e38  # each weight stays finite; 512-term sums overflow
+    path = root / "blown.safetensors"
+    save_checkpoint(state, path, {"orthograd.arch": "resnet18"})
+    return path
+
+
 def forget_args(root: Path, model: Path | None = None, forget: Path | None = None, retain: Path | None = None,
                 *extra) -> list:
     return ["forget", model or root / "model.safetensors", "--forget", forget or root / "sample/forget.csv",
@@ -126,6 +139,10 @@ CASES = [
     ("run-sample-wise-without-test", lambda r: ["forget", r / "model.safetensors", "--forget",
                                                 r / "sample/forget.csv", "--retain", r / "sample/retain.csv",
                                                 "--out", r.parent / "out", "--quiet"], 2, "--test"),
+    ("run-output-not-writable", lambda r: forget_args(r, None, None, None, "--out", r / "test.csv" / "run"), 2,
+     "cannot write the output folder"),
+    ("run-non-finite-loss", lambda r: forget_args(r, blown_up(r), None, None, "--set",
+                                                   "method.stop.target_forget_acc=0"), 4, "at step 1"),
     ("merge-not-an-adapter", lambda r: ["merge", r / "model.safetensors", r / "images", "--out",
                                         r.parent / "out"], 2, "not an adapter folder"),
     ("evaluate-no-sets", lambda r: ["evaluate", r / "model.safetensors"], 2, "at least one of"),

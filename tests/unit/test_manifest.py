@@ -51,3 +51,17 @@ def test_a_sample_in_both_forget_and_retain_is_refused(image):
     retain = read_manifest(image / "r.csv", num_classes=2)
     with pytest.raises(ManifestError, match="s1"):
         check_disjoint(forget, retain)
+
+
+def test_manifest_hash_is_the_sha256_of_the_file_bytes(image):
+    import hashlib
+
+    path = write(image, "path,label\na.png,0\nb.png,1\n")
+    assert read_manifest(path, num_classes=2).sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_row_that_is_not_utf8_is_named(image):
+    path = image / "m.csv"
+    path.write_bytes(b"path,label\na.png,0\n\xff\xfe.png,1\n")
+    with pytest.raises(ManifestError, match="m.csv row 3: not UTF-8"):
+        read_manifest(path, num_classes=2)

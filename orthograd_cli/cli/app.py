@@ -13,7 +13,7 @@ import sys
 import typer
 
 from orthograd_cli import __version__
-from orthograd_cli.cli import demo, evaluate, forget, inspect, merge, recipes
+from orthograd_cli.cli import compare, demo, evaluate, forget, inspect, merge, recipes
 
 EPILOG = """\
 Examples:
@@ -27,6 +27,8 @@ Examples:
   orthograd merge model.safetensors run/adapter --out merged.safetensors
 
   orthograd inspect model.safetensors --forget forget.csv --retain retain.csv
+
+  orthograd compare model.safetensors --forget forget.csv --retain retain.csv --test test.csv --seeds 3
 
 Exit codes: 0 ok, 1 unexpected, 2 usage/recipe/manifest, 3 checkpoint, 4 numerical failure, 130 interrupted.
 """
@@ -60,6 +62,7 @@ app.command("forget", epilog=forget.EPILOG)(forget.forget)
 app.command("evaluate", epilog=evaluate.EPILOG)(evaluate.evaluate)
 app.command("merge", epilog=merge.EPILOG)(merge.merge)
 app.command("inspect", epilog=inspect.EPILOG)(inspect.inspect)
+app.command("compare", epilog=compare.EPILOG)(compare.compare)
 app.command("demo", epilog=demo.EPILOG)(demo.demo)
 app.add_typer(recipes.app, name="recipes")
 

@@ -10,7 +10,9 @@ import sys
 def _console(stderr: bool = False):
     from rich.console import Console
 
-    return Console(stderr=stderr, soft_wrap=False)
+    # Rich falls back to 80 columns off a terminal, which folds wide tables in logs and pipes
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr, soft_wrap=False, width=None if stream.isatty() else 160)
 
 
 class Output:

@@ -87,8 +87,8 @@ def run_forget(model_path: str, manifests: dict, recipe: Recipe, recipe_sha256: 
 
 
 def _forget_into(loaded: Loaded, recipe: Recipe, recipe_sha256: str, tmp_dir: Path, progress: bool) -> dict:
+    from orthograd_cli.methods import METHODS
     from orthograd_cli.methods.loop import run_unlearning
-    from orthograd_cli.methods.orthograd import orthograd_direction
     from orthograd_cli.tasks.classification import mean_loss
 
     device = pick_device(recipe.device)
@@ -102,8 +102,10 @@ def _forget_into(loaded: Loaded, recipe: Recipe, recipe_sha256: str, tmp_dir: Pa
     before = measure(model, sets, batch, device)
     target = stop_target(recipe, before)
     model, params = trainable_model(model, recipe)
+    direction_fn = METHODS[recipe.method.name].make(model, params, forget_update, sets["retain"], recipe.method,
+                                                    mean_loss, recipe.seed)
     result = run_unlearning(model, params, forget_update, sets["retain"], holdout or sets["forget"], recipe, target,
-                            orthograd_direction, mean_loss, _forget_accuracy(batch, device), device, progress)
+                            direction_fn, mean_loss, _forget_accuracy(batch, device), device, progress)
 
     prov = provenance(device, recipe.seed, base=loaded.checkpoint.sha256, recipe=recipe_sha256,
                       **{f"manifest_{n}": m.sha256 for n, m in loaded.manifests.items()})

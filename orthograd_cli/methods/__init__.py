@@ -1,0 +1,17 @@
+"""Unlearning methods, each one short file over the shared loop (loop.py); see base.py for the contract."""
+
+from orthograd_cli.methods import (finetune, gdr_gma, neggrad, neggrad_plus, orthograd, random_label, salun,
+                                   scrub)
+
+METHODS = {
+    "orthograd": orthograd,
+    "finetune": finetune,
+    "neggrad": neggrad,
+    "neggrad_plus": neggrad_plus,
+    "random_label": random_label,
+    "scrub": scrub,
+    "salun": salun,
+    "gdr_gma": gdr_gma,
+}
+# Methods that relabel samples make sense only for classification.
+CLASSIFICATION_ONLY = {"random_label", "salun"}

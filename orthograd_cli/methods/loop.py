@@ -56,7 +56,8 @@ def _summary(values: list[float]) -> dict:
 def _check_finite(direction, step: int) -> None:
     import math
 
-    if not all(math.isfinite(v) for v in (direction.unlearn_loss, direction.retain_loss, direction.unlearn_grad_norm)):
+    values = (direction.unlearn_loss, direction.retain_loss, direction.unlearn_grad_norm)
+    if not all(math.isfinite(v) for v in values if v is not None):
         raise NumericalError(f"non-finite loss or gradient at step {step}",
                              "lower method.lr or check the checkpoint; nothing was written")
 
@@ -120,17 +121,20 @@ def run_unlearning(model, params: dict, forget_set, retain_set, check_set, recip
                 apply_update(params, direction.update, spec.lr, optimizer)
                 result.steps = step
                 for key in ("unlearn_loss", "retain_loss"):
-                    per_step[key].append(getattr(direction, key))
-                for key in ("retain_rank", "kept_norm_ratio", "conflict_share"):
-                    per_step[key].append(getattr(direction.stats, key))
+                    if getattr(direction, key) is not None:
+                        per_step[key].append(getattr(direction, key))
+                if direction.stats is not None:  # projection methods only
+                    for key in ("retain_rank", "kept_norm_ratio", "conflict_share"):
+                        per_step[key].append(getattr(direction.stats, key))
                 done = step % spec.stop.check_every == 0 and check(step)
                 last = result.history[-1]["forget_acc"]
+                retain = "–" if direction.retain_loss is None else f"{direction.retain_loss:.3g}"
                 bar.update(task, advance=1, info=f"unlearn loss {direction.unlearn_loss:.3g}  "
-                                                 f"retain loss {direction.retain_loss:.3g}  forget acc {last:.3f}")
+                                                 f"retain loss {retain}  forget acc {last:.3f}")
                 if done:
                     result.stop_reason = f"forget accuracy {last:.4f} reached target {target_forget_acc:.4f}"
                     break
     result.wall_s = time.perf_counter() - started
     result.retain_ids_sha256 = ids_digest.hexdigest()
-    result.diagnostics = {key: _summary(values) for key, values in per_step.items()}
+    result.diagnostics = {key: _summary(values) for key, values in per_step.items() if values}
     return result

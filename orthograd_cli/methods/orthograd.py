@@ -6,20 +6,16 @@ to first order, optionally blended with descent on the retain batch.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from orthograd_cli.gradients.per_sample import batch_grad, per_sample_grads
-from orthograd_cli.gradients.projection import ProjectionStats, global_norm, project, projection_stats
-from orthograd_cli.recipe import MethodSpec
+from orthograd_cli.gradients.projection import global_norm, project, projection_stats
+from orthograd_cli.methods.base import Direction
+from orthograd_cli.recipe import MethodSpec  # noqa: F401  (type of `spec`)
+
+DEFAULT_ALPHA = 0.0  # pure projected ascent
 
 
-@dataclass
-class Direction:
-    update: dict  # d: the step is θ ← θ − η·d/‖d‖
-    unlearn_loss: float
-    retain_loss: float
-    unlearn_grad_norm: float
-    stats: ProjectionStats
+def make(model, params, forget_set, retain_set, spec: MethodSpec, loss_fn, seed: int = 0):
+    return orthograd_direction
 
 
 def orthograd_direction(model, params: dict, forget_batch, retain_batch, spec: MethodSpec, loss_fn) -> Direction:
@@ -45,7 +41,7 @@ def orthograd_direction(model, params: dict, forget_batch, retain_batch, spec: M
                                    projection.solver)
 
     # 4. d = α·mean(G_r) − (1−α)·g⊥   (descend on retain, ascend on the projected unlearn direction)
-    alpha = spec.alpha
+    alpha = spec.alpha if spec.alpha is not None else DEFAULT_ALPHA
     update = {n: alpha * retain_mean[n] - (1 - alpha) * projected[n] for n in params}
     return Direction(update=update, unlearn_loss=float(unlearn_loss), retain_loss=float(retain_loss),
                      unlearn_grad_norm=float(global_norm(unlearn_grad)), stats=stats)

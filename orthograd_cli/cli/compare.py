@@ -1,0 +1,73 @@
+"""`orthograd compare`: which method forgets best on *my* model?"""
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from orthograd_cli.cli import options
+
+EPILOG = """\
+Examples:
+
+  orthograd compare model.safetensors --forget forget.csv --retain retain.csv --test test.csv
+  --methods orthograd,neggrad_plus,scrub --seeds 3 --out compare/
+
+Methods: orthograd, finetune, neggrad, neggrad_plus, random_label, scrub, salun, gdr_gma
+(random_label and salun relabel samples: classification only).
+Writes compare/<method>/seed<N>/ runs and compare/compare.{json,csv,md,png}.
+"""
+
+
+def compare(
+    model: Annotated[Path, typer.Argument(help="Checkpoint (.safetensors) to unlearn from.")],
+    forget_csv: options.Forget = None,
+    retain_csv: options.Retain = None,
+    test_csv: options.Test = None,
+    methods: Annotated[str, typer.Option("--methods", "-m", help="Comma-separated method names.")] =
+        "orthograd,neggrad_plus,scrub,gdr_gma",
+    seeds: Annotated[int, typer.Option("--seeds", min=1, help="Seeds per method (from the recipe's seed on).")] = 1,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (refused if it exists).")] = Path("compare"),
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Write into an existing --out folder.")] = False,
+    recipe: options.Recipe = None,
+    overrides: options.Set = None,
+    arch: options.Arch = None,
+    as_json: options.Json = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Run several unlearning methods on the same inputs; a table sorted by UIS (mean ± std over seeds)."""
+    from rich.table import Table
+
+    from orthograd_cli.cli.output import Output
+    from orthograd_cli.errors import UsageError
+    from orthograd_cli.jobs.compare import run_compare, table_rows
+    from orthograd_cli.recipe import load_recipe
+
+    if not forget_csv or not retain_csv:
+        raise UsageError("compare needs --forget and --retain manifests", "see `orthograd compare --help`")
+    spec, sha = load_recipe(recipe, overrides)
+    output = Output(as_json=as_json, quiet=quiet)
+    names = [m.strip() for m in methods.split(",") if m.strip()]
+
+    def announce(method, seed, run):
+        status = "ok" if run["status"] == "ok" else f"failed: {run['reason']}"
+        output.info(f"{method} seed {seed}: {status}")
+
+    report = run_compare(str(model), {"forget": forget_csv, "retain": retain_csv, "test": test_csv}, spec, sha,
+                         names, seeds, str(out), overwrite, arch, progress=not quiet, on_run=announce)
+
+    def human() -> None:
+        header, body = table_rows(report)
+        table = Table(title=f"orthograd compare ({report['mode']}-wise, {seeds} seed(s)), sorted by UIS",
+                      title_justify="left")
+        for column in header:
+            table.add_column(column, justify="left" if column == "method" else "right")
+        for cells in body:
+            table.add_row(*cells)
+        output.table(table)
+        for row in report["summary"]:
+            for reason in row["failures"]:
+                print(f"{row['method']} failed: {reason}")
+        print(f"wrote {out}/compare.json, compare.csv, compare.md, compare.png")
+
+    output.result(report, human)

@@ -1,0 +1,44 @@
+"""GDR-GMA (Lin et al., ACM MM 2024): rectify conflicting directions, then weight them by the retain loss.
+
+Per parameter tensor, with r the mean retain gradient and t = −g_u the ascent direction: where
+cos(r, t) < 0 (direction rectification), r' = r − ⟨t,r⟩/‖t‖²·t and t' = t − ⟨t,r⟩/‖r'‖²·r'.
+Magnitude adjustment: λ = 1/(1 + exp(γ(L_r − ε))) and d = (1−λ)·r' + λ·t', so ascent dominates
+while the retain loss L_r is under ε and gives way to repair once it rises. γ=100 and ε=0.02 follow
+the authors' code. Unlike OrthoGrad it projects against the *mean* retain gradient. The authors'
+memory bank of past forget gradients for the last layer is left out.
+"""
+
+import math
+
+from orthograd_cli.gradients.per_sample import batch_grad
+from orthograd_cli.gradients.projection import global_norm
+from orthograd_cli.methods.base import Direction
+
+GAMMA, EPSILON = 100.0, 0.02
+
+
+def rectify(r, t):
+    """Project each of two conflicting tensors onto the normal plane of the other (as the authors' code)."""
+    r_flat, t_flat = r.reshape(-1), t.reshape(-1)
+    dot = r_flat @ t_flat
+    if dot >= 0 or t_flat.norm() == 0 or r_flat.norm() == 0:
+        return r, t
+    r_new = r_flat - dot / (t_flat @ t_flat) * t_flat
+    t_new = t_flat - dot / (r_new @ r_new).clamp_min(1e-30) * r_new
+    return r_new.view_as(r), t_new.view_as(t)
+
+
+def make(model, params, forget_set, retain_set, spec, loss_fn, seed: int = 0):
+    return gdr_gma_direction
+
+
+def gdr_gma_direction(model, params, forget_batch, retain_batch, spec, loss_fn) -> Direction:
+    unlearn_grad, unlearn_loss = batch_grad(model, params, *forget_batch, loss_fn)
+    retain_grad, retain_loss = batch_grad(model, params, *retain_batch, loss_fn)
+    weight = 1.0 / (1.0 + math.exp(min(GAMMA * (float(retain_loss) - EPSILON), 700.0)))
+    update = {}
+    for n in params:
+        r, t = rectify(retain_grad[n], -unlearn_grad[n])
+        update[n] = (1 - weight) * r + weight * t
+    return Direction(update=update, unlearn_loss=float(unlearn_loss), retain_loss=float(retain_loss),
+                     unlearn_grad_norm=float(global_norm(unlearn_grad)))

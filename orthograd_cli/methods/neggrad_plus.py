@@ -1,0 +1,21 @@
+"""NegGrad+: ascent on the forget set plus descent on the retain set, weighted by α."""
+
+from orthograd_cli.gradients.per_sample import batch_grad
+from orthograd_cli.gradients.projection import global_norm
+from orthograd_cli.methods.base import Direction, combine
+
+DEFAULT_ALPHA = 0.5
+
+
+def make(model, params, forget_set, retain_set, spec, loss_fn, seed: int = 0):
+    return neggrad_plus_direction
+
+
+def neggrad_plus_direction(model, params, forget_batch, retain_batch, spec, loss_fn) -> Direction:
+    alpha = spec.alpha if spec.alpha is not None else DEFAULT_ALPHA
+    unlearn_grad, unlearn_loss = batch_grad(model, params, *forget_batch, loss_fn)
+    retain_grad, retain_loss = batch_grad(model, params, *retain_batch, loss_fn)
+    # d = α·∇loss(B_r) − (1−α)·∇loss(B_u)
+    update = combine([(alpha, retain_grad), (-(1 - alpha), unlearn_grad)])
+    return Direction(update=update, unlearn_loss=float(unlearn_loss), retain_loss=float(retain_loss),
+                     unlearn_grad_norm=float(global_norm(unlearn_grad)))

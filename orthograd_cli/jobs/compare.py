@@ -59,12 +59,14 @@ def summarise(method: str, runs: list[dict]) -> dict:
 def run_compare(model_path: str, manifests: dict, recipe: Recipe, recipe_sha256: str, methods: list[str], seeds: int,
                 out_dir: str, overwrite: bool = False, arch: str | None = None, progress: bool = True,
                 on_run=None) -> dict:
-    from orthograd_cli.jobs.forget import run_forget
+    from orthograd_cli.jobs.forget import forget_loaded
+    from orthograd_cli.loading import load_everything
 
     check_methods(methods, recipe.task)
     out = Path(out_dir)
     if out.exists() and not overwrite:
         raise UsageError(f"{out}: output folder exists", "pass --overwrite or choose another --out")
+    loaded = load_everything(model_path, recipe, manifests, arch)  # validated and decoded once for every run
     rows, runs = [], {}
     for method in methods:
         runs[method] = []
@@ -73,14 +75,11 @@ def run_compare(model_path: str, manifests: dict, recipe: Recipe, recipe_sha256:
             spec.method.name, spec.seed = method, seed
             run_dir = out / method / f"seed{seed}"
             try:
-                report = run_forget(model_path, manifests, spec, recipe_sha256, str(run_dir), overwrite=True,
-                                    arch=arch, progress=progress)
+                report = forget_loaded(loaded, spec, recipe_sha256, str(run_dir), overwrite=True, progress=progress)
                 runs[method].append({"status": "ok", "seed": seed, "steps": report["steps"],
                                      "wall_s": report["wall_s"], "stop_reason": report["stop_reason"],
                                      "metrics": report["metrics"]["after"], "report": str(run_dir / "report.json")})
             except OrthogradError as err:
-                if isinstance(err, UsageError) and "output folder" in str(err):
-                    raise
                 reason = str(err) + (f" (hint: {err.hint})" if err.hint else "")
                 runs[method].append({"status": "failed", "seed": seed, "reason": reason})
             except Exception as err:  # noqa: BLE001 - one broken method must not stop the comparison

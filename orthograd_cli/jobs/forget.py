@@ -73,6 +73,12 @@ def _forget_accuracy(batch_size: int, device: str):
 def run_forget(model_path: str, manifests: dict, recipe: Recipe, recipe_sha256: str, out_dir: str,
                overwrite: bool = False, arch: str | None = None, progress: bool = True) -> dict:
     loaded = load_everything(model_path, recipe, manifests, arch)
+    return forget_loaded(loaded, recipe, recipe_sha256, out_dir, overwrite, progress)
+
+
+def forget_loaded(loaded: Loaded, recipe: Recipe, recipe_sha256: str, out_dir: str, overwrite: bool = False,
+                  progress: bool = True) -> dict:
+    """One forget run on inputs already loaded and validated (`compare` reuses them across runs)."""
     out_dir = Path(out_dir)
     tmp_dir = prepare_out_dir(out_dir, overwrite)
     try:

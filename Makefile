@@ -25,5 +25,7 @@ bench: install
 	$(BIN)/python benchmarks/step_cost.py
 	$(BIN)/python benchmarks/cli_latency.py --demo
 	$(BIN)/python benchmarks/manifest_validation.py
+	$(BIN)/python benchmarks/memory_and_throughput.py
+	$(BIN)/python benchmarks/retain_sweep.py
 
 .PHONY: install demo test test-fast bench

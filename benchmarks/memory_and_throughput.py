@@ -10,7 +10,6 @@ Run: python benchmarks/memory_and_throughput.py
 """
 
 import json
-import resource
 import subprocess
 import sys
 import time

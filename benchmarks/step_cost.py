@@ -2,8 +2,8 @@
 
 Same model (resnet18 at 32 px trained on the real digits, LoRA r=8 on every conv and the fc), same
 batches (32 forget images, k retain images), measured side by side in one run, median of repeats.
-NegGrad+ here is its textbook direction d = α·mean retain grad − (1−α)·forget grad from two
-ordinary backward passes, with the same normalised update. OrthoGrad runs per_tensor scope with the
+NegGrad+ is the shipped `neggrad_plus` method (two ordinary backward passes) with the same
+normalised update. OrthoGrad runs per_tensor scope with the
 default per-sample backend (hooks) and projection solver (gram), and with vmap and QR for comparison.
 
 Run: python benchmarks/step_cost.py [--ks 16,64,128] [--repeats 5]
@@ -18,11 +18,12 @@ import torch
 from orthograd_cli.data.digits import build_digits
 from orthograd_cli.data.images import load_image_set
 from orthograd_cli.data.manifest import read_manifest
-from orthograd_cli.gradients.per_sample import batch_grad, per_sample_grads
+from orthograd_cli.gradients.per_sample import per_sample_grads
 from orthograd_cli.jobs.demo import cache_dir, demo_checkpoint
 from orthograd_cli.jobs.forget import trainable_model
 from orthograd_cli.loading import load_checkpoint_and_info
 from orthograd_cli.methods.loop import apply_update
+from orthograd_cli.methods.neggrad_plus import neggrad_plus_direction
 from orthograd_cli.methods.orthograd import orthograd_direction
 from orthograd_cli.models.registry import load_model
 from orthograd_cli.recipe import Recipe
@@ -30,10 +31,8 @@ from orthograd_cli.tasks.classification import mean_loss
 
 
 def neggrad_plus_step(model, params, forget_batch, retain_batch, spec):
-    forget_grad, _ = batch_grad(model, params, *forget_batch, mean_loss)
-    retain_grad, _ = batch_grad(model, params, *retain_batch, mean_loss)
-    update = {n: spec.alpha * retain_grad[n] - (1 - spec.alpha) * forget_grad[n] for n in params}
-    apply_update(params, update, spec.lr, None)
+    direction = neggrad_plus_direction(model, params, forget_batch, retain_batch, spec, mean_loss)
+    apply_update(params, direction.update, spec.lr, None)
 
 
 def orthograd_step(model, params, forget_batch, retain_batch, spec):
@@ -42,29 +41,35 @@ def orthograd_step(model, params, forget_batch, retain_batch, spec):
 
 
 def median_time(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
+    def timed() -> float:
         start = time.perf_counter()
         fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()  # kernels run asynchronously: time their completion
+        return time.perf_counter() - start
+
+    timed()  # warm-up
+    return statistics.median(timed() for _ in range(repeats))
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--ks", default="16,64,128")
     parser.add_argument("--repeats", type=int, default=5)
-    args = parser.parse_args()
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    args = parser.parse_args(argv)
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
 
     data = build_digits(cache_dir() / "digits")
     recipe = Recipe()
     checkpoint, info = load_checkpoint_and_info(demo_checkpoint(data), recipe)
-    model, params = trainable_model(load_model(checkpoint, info).eval(), recipe)
+    model, params = trainable_model(load_model(checkpoint, info).to(device).eval(), recipe)
     train = load_image_set("train", read_manifest(data / "train.csv", num_classes=10), recipe.data)
+    train.inputs, train.labels = train.inputs.to(device), train.labels.to(device)
     forget_batch = (train.inputs[:32], train.labels[:32])
+    where = torch.cuda.get_device_name() if device == "cuda" else f"cpu, {torch.get_num_threads()} threads"
     print(f"resnet18 32px, LoRA r={recipe.lora.r}: {sum(p.numel() for p in params.values()):,} trainable, "
-          f"{torch.get_num_threads()} threads, median of {args.repeats}")
+          f"{where}, median of {args.repeats}")
     configs = {  # label -> (per-sample backend, projection solver)
         "default (hooks, gram)": ("auto", "gram"),
         "vmap, gram": ("vmap", "gram"),

@@ -15,6 +15,9 @@ Examples:
   orthograd forget model.safetensors -f class7/forget.csv --retain class7/retain.csv -t class7/test.csv
   --recipe resnet18_digits_class --out run/ --set method.retain_batch_size=32 --json
 
+Methods (--set method.name=...): orthograd (default), finetune, neggrad, neggrad_plus, random_label,
+scrub, salun, gdr_gma; random_label and salun relabel samples, so they are classification-only.
+
 Writes run/model.safetensors (merged), run/adapter/ (peft LoRA adapter) and run/report.json.
 """
 

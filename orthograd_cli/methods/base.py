@@ -25,6 +25,11 @@ class Direction:
     stats: "ProjectionStats | None" = None  # projection methods only
 
 
+def alpha_or_default(spec, default: float) -> float:
+    """The recipe's α when set, else the method's own default."""
+    return spec.alpha if spec.alpha is not None else default
+
+
 def combine(weights_and_grads: list[tuple[float, dict]]) -> dict:
     """Σ wᵢ·gᵢ over dicts of tensors with the same keys."""
     names = weights_and_grads[0][1]

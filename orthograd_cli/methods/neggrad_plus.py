@@ -2,7 +2,7 @@
 
 from orthograd_cli.gradients.per_sample import batch_grad
 from orthograd_cli.gradients.projection import global_norm
-from orthograd_cli.methods.base import Direction, combine
+from orthograd_cli.methods.base import Direction, alpha_or_default, combine
 
 DEFAULT_ALPHA = 0.5
 
@@ -12,7 +12,7 @@ def make(model, params, forget_set, retain_set, spec, loss_fn, seed: int = 0):
 
 
 def neggrad_plus_direction(model, params, forget_batch, retain_batch, spec, loss_fn) -> Direction:
-    alpha = spec.alpha if spec.alpha is not None else DEFAULT_ALPHA
+    alpha = alpha_or_default(spec, DEFAULT_ALPHA)
     unlearn_grad, unlearn_loss = batch_grad(model, params, *forget_batch, loss_fn)
     retain_grad, retain_loss = batch_grad(model, params, *retain_batch, loss_fn)
     # d = α·∇loss(B_r) − (1−α)·∇loss(B_u)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from orthograd_cli.gradients.per_sample import batch_grad, per_sample_grads
 from orthograd_cli.gradients.projection import global_norm, project, projection_stats
-from orthograd_cli.methods.base import Direction
+from orthograd_cli.methods.base import Direction, alpha_or_default
 from orthograd_cli.recipe import MethodSpec  # noqa: F401  (type of `spec`)
 
 DEFAULT_ALPHA = 0.0  # pure projected ascent
@@ -41,7 +41,7 @@ def orthograd_direction(model, params: dict, forget_batch, retain_batch, spec: M
                                    projection.solver)
 
     # 4. d = α·mean(G_r) − (1−α)·g⊥   (descend on retain, ascend on the projected unlearn direction)
-    alpha = spec.alpha if spec.alpha is not None else DEFAULT_ALPHA
+    alpha = alpha_or_default(spec, DEFAULT_ALPHA)
     update = {n: alpha * retain_mean[n] - (1 - alpha) * projected[n] for n in params}
     return Direction(update=update, unlearn_loss=float(unlearn_loss), retain_loss=float(retain_loss),
                      unlearn_grad_norm=float(global_norm(unlearn_grad)), stats=stats)

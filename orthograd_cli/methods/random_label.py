@@ -2,7 +2,7 @@
 
 from orthograd_cli.gradients.per_sample import batch_grad
 from orthograd_cli.gradients.projection import global_norm
-from orthograd_cli.methods.base import Direction, combine
+from orthograd_cli.methods.base import Direction, alpha_or_default, combine
 
 DEFAULT_ALPHA = 0.5
 
@@ -24,7 +24,7 @@ def make(model, params, forget_set, retain_set, spec, loss_fn, seed: int = 0, ma
         num_classes = int(model(forget_set.inputs[:1].to(device)).shape[-1])
 
     def random_label_direction(model, params, forget_batch, retain_batch, spec, loss_fn) -> Direction:
-        alpha = spec.alpha if spec.alpha is not None else DEFAULT_ALPHA
+        alpha = alpha_or_default(spec, DEFAULT_ALPHA)
         inputs, labels = forget_batch
         wrong = random_other_labels(labels, num_classes, generator).to(labels.device)
         relabelled_grad, relabelled_loss = batch_grad(model, params, inputs, wrong, loss_fn)

@@ -12,7 +12,7 @@ import copy
 
 from orthograd_cli.gradients.per_sample import batch_grad
 from orthograd_cli.gradients.projection import global_norm
-from orthograd_cli.methods.base import Direction, combine
+from orthograd_cli.methods.base import Direction, alpha_or_default, combine
 
 DEFAULT_ALPHA = 0.5
 
@@ -36,7 +36,7 @@ def make(model, params, forget_set, retain_set, spec, loss_fn, seed: int = 0):
             return distill_kl(student_logits, teacher(inputs))
 
     def scrub_direction(model, params, forget_batch, retain_batch, spec, loss_fn) -> Direction:
-        alpha = spec.alpha if spec.alpha is not None else DEFAULT_ALPHA
+        alpha = alpha_or_default(spec, DEFAULT_ALPHA)
         forget_inputs, _ = forget_batch
         retain_inputs, retain_labels = retain_batch
         with torch.no_grad():

@@ -25,6 +25,10 @@ class ModelSpec(_Section):
     arch: str | None = Field(None, description="torchvision/torchaudio builder name; else from checkpoint metadata")
     num_classes: int | None = Field(None, ge=2, description="inferred from the classifier weight when unset")
     labels: list[str] | None = Field(None, description="class names, index order")
+    config: dict[str, Any] | None = Field(None, description="builder keyword arguments (torchaudio size "
+                                          "parameters); else from orthograd.arch_config metadata")
+    vocab: list[str] | None = Field(None, description="speech: CTC tokens, blank first; else from orthograd.vocab")
+    sample_rate: int | None = Field(None, ge=1000, description="speech: the model's rate; else metadata or 16000")
 
 
 class DataSpec(_Section):
@@ -94,7 +98,8 @@ class EvalSpec(_Section):
 
 
 class Recipe(_Section):
-    task: Literal["classification"] = "classification"
+    task: Literal["classification", "asr"] | None = Field(
+        None, description="unset: the checkpoint's orthograd.task, else from the architecture")
     model: ModelSpec = Field(default_factory=ModelSpec)
     data: DataSpec = Field(default_factory=DataSpec)
     lora: LoraSpec = Field(default_factory=LoraSpec)

@@ -14,6 +14,7 @@ from orthograd_cli.models.checkpoint import write_text_atomic
 def provenance(device: str, seed: int | None = None, **hashes: str | None) -> dict:
     import peft
     import torch
+    import torchaudio
     import torchvision
 
     info = {
@@ -22,6 +23,7 @@ def provenance(device: str, seed: int | None = None, **hashes: str | None) -> di
         "python": platform.python_version(),
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
+        "torchaudio": torchaudio.__version__,
         "peft": peft.__version__,
         "device": device,
         "threads": torch.get_num_threads(),

@@ -25,3 +25,35 @@ def train_classifier(model, train_set, epochs: int = 8, batch_size: int = 64, lr
             optimizer.step()
             schedule.step()
     return model.eval()
+
+
+def train_ctc(model, train_set, epochs: int = 30, batch_size: int = 16, lr: float = 2e-3, seed: int = 0,
+              device: str = "cpu", progress=None):
+    """CTC training of a torchaudio wav2vec2-family model on an AudioSet (utterances sorted into
+    length buckets so padding stays small)."""
+    import torch
+
+    from orthograd_cli.tasks.asr import mean_loss
+
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    model.to(device).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-2)
+    by_length = torch.tensor([len(w) for w in train_set.waveforms]).argsort()
+    batches = [by_length[i:i + batch_size] for i in range(0, len(by_length), batch_size)]
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=epochs * len(batches),
+                                                   pct_start=0.15)
+    for epoch in range(epochs):
+        total = 0.0
+        for b in torch.randperm(len(batches), generator=generator).tolist():
+            inputs, targets = train_set.batch(batches[b], device)
+            loss = mean_loss(model(*inputs), targets)
+            total += float(loss.detach())
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            optimizer.step()
+            schedule.step()
+        if progress is not None:
+            progress(epoch, total / len(batches))
+    return model.eval()

@@ -80,3 +80,48 @@ def tree_digest(root: Path) -> dict[str, str]:
     """sha256 of every file under root, to prove inputs were left untouched."""
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(Path(root).rglob("*")) if p.is_file()}
+
+
+# --- speech: espeak-ng voices and a small wav2vec2-style CTC model trained on them ---------------
+
+FORGET_VOICE = "en-gb-scotland+m2"
+
+
+@pytest.fixture(scope="session")
+def speech_cache(tmp_path_factory) -> Path:
+    """An ORTHOGRAD_CACHE whose demo/speech folder holds the corpus and models the fixtures build,
+    so `orthograd demo asr` in a test reuses them."""
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="session")
+def speech_corpus(speech_cache) -> Path:
+    """Nine espeak-ng voices, 60 training and 12 test utterances each, 16 kHz WAV (about 10 s)."""
+    from orthograd_cli.data.speech import build_speech_corpus, espeak_available
+
+    assert espeak_available(), "espeak-ng is required for the speech tests: apt-get install -y espeak-ng"
+    return build_speech_corpus(speech_cache / "demo" / "speech")
+
+
+@pytest.fixture(scope="session")
+def forget_voice(speech_corpus) -> Path:
+    from orthograd_cli.data.speech import slug
+
+    return speech_corpus / "voices" / slug(FORGET_VOICE)
+
+
+@pytest.fixture(scope="session")
+def asr_model(speech_corpus) -> Path:
+    """The demo's CTC model trained on every voice (about 80 s on 2 cores)."""
+    from orthograd_cli.jobs.demo_asr import speech_checkpoint
+
+    return speech_checkpoint(speech_corpus)
+
+
+@pytest.fixture(scope="session")
+def asr_retrained(speech_corpus, forget_voice) -> Path:
+    """The gold standard: the same recipe trained without the forget voice (about 70 s)."""
+    from orthograd_cli.jobs.demo_asr import speech_checkpoint
+
+    return speech_checkpoint(speech_corpus, str(forget_voice.relative_to(speech_corpus) / "train_without.csv"),
+                             name="wav2vec2_digits_without_voice")

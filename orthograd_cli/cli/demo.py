@@ -1,6 +1,7 @@
 """`orthograd demo`: run the main job on the embedded default, no arguments needed."""
 
 from pathlib import Path
+from enum import Enum
 from typing import Annotated
 
 import typer
@@ -8,22 +9,47 @@ import typer
 from orthograd_cli.cli import options
 
 EPILOG = """\
-Example:
+Examples:
 
   orthograd demo            # about a minute on 2 CPU cores; writes ./orthograd-demo/{class,sample}/
+
+  orthograd demo asr        # speech: about 2 minutes the first time; needs espeak-ng; ./orthograd-demo/speaker/
 """
 
 
+class Scenario(str, Enum):
+    image = "image"
+    asr = "asr"
+
+
 def demo(
+    scenario: Annotated[Scenario, typer.Argument(help="image: forget a digit class and random samples; "
+                                                  "asr: forget one speaker from a speech recogniser.")] = Scenario.image,
     out: Annotated[Path, typer.Option("--out", "-o", help="Where the two runs are written.")] = Path("orthograd-demo"),
     as_json: options.Json = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
-    """Forget digit class 7, then a random 10 % of samples, from a resnet18 trained on real handwritten digits."""
+    """Forget digit class 7, then a random 10 % of samples, from a resnet18 trained on real handwritten digits
+    (or, with `asr`, one espeak-ng voice from a small wav2vec2 speech recogniser)."""
     from orthograd_cli.cli.output import Output, metrics_table
     from orthograd_cli.jobs.demo import DEMO_CLASS, run_demo
 
     output = Output(as_json=as_json, quiet=quiet)
+    if scenario is Scenario.asr:
+        from orthograd_cli.jobs.demo_asr import FORGET_VOICE, run_demo_asr
+
+        output.info("orthograd demo asr: espeak-ng digit strings in 9 voices, 3-layer wav2vec2 CTC model; "
+                    f"forgetting the voice {FORGET_VOICE}")
+        report = run_demo_asr(out, progress=not quiet)
+        run = report["runs"]["speaker"]
+
+        def human_asr() -> None:
+            output.table(metrics_table(f"forget the voice {FORGET_VOICE}: {run['steps']} steps, {run['stop_reason']}",
+                                       {"before": run["metrics"]["before"], "after": run["metrics"]["after"]}))
+            print(f"checkpoint and report in {out}/speaker")
+
+        output.result(report, human_asr)
+        return
     output.info("orthograd demo: scikit-learn handwritten digits (1,797 real scans), resnet18 at 32 px")
     report = run_demo(out, progress=not quiet)
 

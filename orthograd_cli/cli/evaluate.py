@@ -13,6 +13,12 @@ Examples:
   orthograd evaluate run/model.safetensors --forget forget.csv --test test.csv --original model.safetensors
 
   orthograd evaluate model.safetensors --test test.csv --json | jq .metrics.test_acc.value
+
+  orthograd evaluate run/model.safetensors -f voice/forget.csv --forget-test voice/forget_test.csv
+  -t voice/test.csv --original asr.safetensors --reference retrained_without_voice.safetensors
+
+With --reference (the gold standard: a model retrained without the forget data) the report gives
+each metric's gap to it. Speech models report WER and word accuracy max(0, 1 − WER).
 """
 
 
@@ -21,7 +27,10 @@ def evaluate(
     forget_csv: options.Forget = None,
     retain_csv: options.Retain = None,
     test_csv: options.Test = None,
+    forget_test_csv: options.ForgetTest = None,
     original: Annotated[Optional[Path], typer.Option("--original", help="The model before unlearning (for UIS).")] = None,
+    reference: Annotated[Optional[Path], typer.Option(
+        "--reference", help="A model retrained without the forget data: report each metric's gap to it.")] = None,
     mode: Annotated[Optional[str], typer.Option("--mode", help="sample or class: which UIS to report.")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Also write the report to this JSON file.")] = None,
     recipe: options.Recipe = None,
@@ -29,18 +38,19 @@ def evaluate(
     arch: options.Arch = None,
     as_json: options.Json = False,
 ) -> None:
-    """Accuracy on each given set; with --original, UIS; with --forget and --test, a membership-inference score."""
+    """Accuracy (WER for speech) on each set; with --original, UIS; with --reference, gaps to it; and an MIA score."""
     from orthograd_cli.cli.output import Output, metrics_table
     from orthograd_cli.errors import UsageError
     from orthograd_cli.jobs.evaluate import run_evaluate
     from orthograd_cli.recipe import load_recipe
     from orthograd_cli.report import write_report
 
-    manifests = {"forget": forget_csv, "retain": retain_csv, "test": test_csv}
+    manifests = {"forget": forget_csv, "forget_test": forget_test_csv, "retain": retain_csv, "test": test_csv}
     if not any(manifests.values()):
-        raise UsageError("evaluate needs at least one of --forget, --retain, --test")
+        raise UsageError("evaluate needs at least one of --forget, --forget-test, --retain, --test")
     spec, sha = load_recipe(recipe, (overrides or []) + ([f"eval.mode={mode}"] if mode else []))
-    report = run_evaluate(str(model), manifests, spec, sha, str(original) if original else None, arch)
+    report = run_evaluate(str(model), manifests, spec, sha, str(original) if original else None, arch,
+                          str(reference) if reference else None)
     if out:
         write_report(report, out)
 
@@ -48,6 +58,8 @@ def evaluate(
         columns = {"model": report["metrics"]}
         if "original_metrics" in report:
             columns["original"] = report["original_metrics"]
+        if "reference_metrics" in report:
+            columns["reference"] = report["reference_metrics"]
         Output().table(metrics_table(f"orthograd evaluate {model}", columns))
 
     Output(as_json=as_json).result(report, human)

@@ -1,7 +1,7 @@
 """`orthograd forget`: the main job."""
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -18,6 +18,11 @@ Examples:
 Methods (--set method.name=...): orthograd (default), finetune, neggrad, neggrad_plus, random_label,
 scrub, salun, gdr_gma; random_label and salun relabel samples, so they are classification-only.
 
+Speech (task: asr): forget one speaker and keep the others' WER, e.g.
+
+  orthograd forget asr.safetensors -f voice/forget.csv --retain voice/retain.csv -t voice/test.csv
+  --forget-test voice/forget_test.csv --recipe wav2vec2_speaker_forget --out run/ --plot run.png
+
 Writes run/model.safetensors (merged), run/adapter/ (peft LoRA adapter) and run/report.json.
 """
 
@@ -27,6 +32,7 @@ def forget(
     forget_csv: options.Forget = None,
     retain_csv: options.Retain = None,
     test_csv: options.Test = None,
+    forget_test_csv: options.ForgetTest = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (refused if it exists).")] = Path("run"),
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out folder.")] = False,
     recipe: options.Recipe = None,
@@ -34,6 +40,8 @@ def forget(
     arch: options.Arch = None,
     as_json: options.Json = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    plot: Annotated[Optional[Path], typer.Option(
+        "--plot", help="Also draw the trade-off over the run (forget vs test, at each check) as a PNG.")] = None,
 ) -> None:
     """Make MODEL forget the --forget samples while keeping what --retain shows (OrthoGrad)."""
     from orthograd_cli.cli.output import Output, metrics_table
@@ -45,8 +53,13 @@ def forget(
         raise UsageError("forget needs --forget and --retain manifests", "see `orthograd forget --help`")
     spec, sha = load_recipe(recipe, overrides)
     output = Output(as_json=as_json, quiet=quiet)
-    report = run_forget(str(model), {"forget": forget_csv, "retain": retain_csv, "test": test_csv}, spec, sha,
-                        str(out), overwrite=overwrite, arch=arch, progress=not quiet)
+    manifests = {"forget": forget_csv, "retain": retain_csv, "test": test_csv, "forget_test": forget_test_csv}
+    report = run_forget(str(model), manifests, spec, sha, str(out), overwrite=overwrite, arch=arch,
+                        progress=not quiet)
+    if plot:
+        from orthograd_cli.plots import tradeoff_plot
+
+        tradeoff_plot(report, plot)
 
     def human() -> None:
         output.table(metrics_table(f"orthograd forget ({report['mode']}-wise): {report['steps']} steps, "

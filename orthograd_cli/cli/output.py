@@ -57,7 +57,8 @@ def metrics_table(title: str, columns: dict[str, dict]):
         if "target" in goal_source:
             goal = f"→ {goal_source['target']}"
         else:
-            goal = "higher" if goal_source.get("higher_is_better") else "lower"
+            better = goal_source.get("higher_is_better")
+            goal = "" if better is None else "higher" if better else "lower"
         table.add_row(name, *[_fmt(m.get(name)) for m in columns.values()], goal)
     return table
 

@@ -26,6 +26,10 @@ class ImageSet:
         manifest = Manifest(path=self.manifest.path, samples=picked, sha256=self.manifest.sha256)
         return ImageSet(self.name, manifest, self.inputs[index], self.labels[index])
 
+    def batch(self, index, device: str = "cpu"):
+        """(inputs, labels) of the samples at `index`, on `device`."""
+        return self.inputs[index].to(device), self.labels[index].to(device)
+
 
 def decode_image(sample, spec: DataSpec):
     import numpy as np

@@ -1,4 +1,5 @@
-"""CSV manifests: `path,label[,id]` for image classification, validated before any model work.
+"""CSV manifests, validated before any model work: `path,label[,id]` for image classification,
+`path,transcript,speaker[,id]` for speech recognition.
 
 Errors name the file and the row (the CSV line number, header = line 1). Relative paths resolve
 against the manifest's own folder. The file is streamed line by line (and hashed on the way), so large
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from orthograd_cli.errors import ManifestError, did_you_mean
 
-REQUIRED = {"classification": ("path", "label")}
+REQUIRED = {"classification": ("path", "label"), "asr": ("path", "transcript", "speaker")}
 OPTIONAL = ("id",)
 
 
@@ -22,8 +23,10 @@ OPTIONAL = ("id",)
 class Sample:
     id: str
     path: Path
-    label: int
+    label: int  # -1 for speech
     row: int
+    transcript: str = ""  # speech: lower-case, single spaces
+    speaker: str = ""
 
 
 @dataclass
@@ -56,8 +59,23 @@ def _parse_label(raw: str, where: str, num_classes: int | None, labels: list[str
     return labels.index(raw)
 
 
+def _parse_transcript(raw: str, where: str, vocab: list[str] | None) -> str:
+    text = " ".join(raw.lower().split())
+    if not text:
+        raise ManifestError(f"{where}: empty transcript", "every recording needs its transcript")
+    if vocab is not None:
+        unknown = sorted({c for c in text if c not in vocab})
+        if unknown:
+            shown = "".join(unknown)
+            raise ManifestError(f"{where}: transcript has characters outside the model's vocabulary: {shown!r}",
+                                f"the model knows {''.join(t for t in vocab if len(t) == 1)!r}; spell them out or "
+                                f"remove the row")
+    return text
+
+
 def read_manifest(path: str | Path, task: str = "classification", num_classes: int | None = None,
-                  labels: list[str] | None = None, check_files: bool = True) -> Manifest:
+                  labels: list[str] | None = None, check_files: bool = True,
+                  vocab: list[str] | None = None) -> Manifest:
     path = Path(path)
     required = REQUIRED[task]
     if not path.is_file():
@@ -91,15 +109,21 @@ def read_manifest(path: str | Path, task: str = "classification", num_classes: i
             file_path = base / file_path
         if check_files and not file_path.is_file():
             raise ManifestError(f"{where}: file not found: {file_path}", "paths are relative to the manifest's folder")
-        if not values["label"]:
-            raise ManifestError(f"{where}: empty label")
-        label = _parse_label(values["label"], where, num_classes, labels)
+        label, transcript, speaker = -1, "", ""
+        if task == "asr":
+            transcript = _parse_transcript(values["transcript"], where, vocab)
+            speaker = values["speaker"]
+        else:
+            if not values["label"]:
+                raise ManifestError(f"{where}: empty label")
+            label = _parse_label(values["label"], where, num_classes, labels)
         sample_id = values.get("id") or values["path"]
         if sample_id in seen:
             raise ManifestError(f"{where}: duplicate id '{sample_id}' (first at row {seen[sample_id]})",
                                 "every sample needs a unique id")
         seen[sample_id] = line
-        samples.append(Sample(id=sample_id, path=file_path, label=label, row=line))
+        samples.append(Sample(id=sample_id, path=file_path, label=label, row=line, transcript=transcript,
+                              speaker=speaker))
     if not samples:
         raise ManifestError(f"{path}: empty manifest (header only)", "add at least one sample row")
     return Manifest(path=path, samples=samples, sha256=digest.hexdigest())

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from orthograd_cli.gradients.batching import batch_len, forward, rows
+
 
 def _owner(model, param_name: str):
     module_name, _, attribute = param_name.rpartition(".")
@@ -71,12 +73,13 @@ def hook_grads(model, params: dict, inputs, labels, loss_fn: Callable):
 
     handles = [module.register_forward_hook(keep) for module in modules.values()]
     try:
-        logits = model(inputs)
+        outputs = forward(model, inputs)
     finally:
         for handle in handles:
             handle.remove()
     # a mean loss times the batch size is the sum of per-sample losses, whose output gradients are δ_i
-    total = loss_fn(logits, labels) * len(labels)
+    size = batch_len(inputs)
+    total = loss_fn(outputs, labels) * size
     keys = list(captured)
     deltas = torch.autograd.grad(total, [captured[key][1] for key in keys], allow_unused=True,
                                  materialize_grads=True)
@@ -87,5 +90,5 @@ def hook_grads(model, params: dict, inputs, labels, loss_fn: Callable):
         delta = delta_of[id(module)]
         grads[name] = _weight_grad(module, layer_input, delta) if attribute == "weight" else _bias_grad(module, delta)
     with torch.no_grad():
-        losses = torch.stack([loss_fn(logits[i:i + 1], labels[i:i + 1]) for i in range(len(labels))])
+        losses = torch.stack([loss_fn(rows(outputs, i, i + 1), rows(labels, i, i + 1)) for i in range(size)])
     return grads, losses

@@ -15,6 +15,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from orthograd_cli.errors import RecipeError
+from orthograd_cli.gradients.batching import batch_len, forward, rows
+
 BACKENDS = ("auto", "hooks", "vmap", "loop")
 
 
@@ -26,7 +29,7 @@ def batch_grad(model, params: dict, inputs, labels, loss_fn: Callable):
     """∇θ loss_fn(model(inputs), labels) and the loss value."""
     import torch
 
-    loss = loss_fn(model(inputs), labels)
+    loss = loss_fn(forward(model, inputs), labels)
     grads = torch.autograd.grad(loss, list(params.values()))
     return dict(zip(params, grads)), loss.detach()
 
@@ -39,9 +42,13 @@ def per_sample_grads(model, params: dict, inputs, labels, loss_fn: Callable, bac
         if hooks.supports(model, params):
             return hooks.hook_grads(model, params, inputs, labels, loss_fn)
         if backend == "hooks":
-            raise ValueError("the hooks backend needs every trainable tensor to be a Linear/Conv2d weight or bias")
+            raise RecipeError("method.per_sample.backend: hooks needs every trainable tensor to be a Linear/Conv2d "
+                              "weight or bias", "use auto, vmap or loop")
         backend = "vmap"
     if backend == "vmap":
+        if isinstance(inputs, tuple):  # speech: F.ctc_loss has no vmap batching rule
+            raise RecipeError("method.per_sample.backend: vmap cannot differentiate speech models (F.ctc_loss "
+                              "has no vmap rule)", "use hooks (exact for LoRA) or loop")
         return _vmap_grads(model, params, inputs, labels, loss_fn, chunk_size)
     if backend == "loop":
         return _loop_grads(model, params, inputs, labels, loss_fn)
@@ -65,6 +72,7 @@ def _vmap_grads(model, params, inputs, labels, loss_fn, chunk_size):
 def _loop_grads(model, params, inputs, labels, loss_fn):
     import torch
 
-    rows = [batch_grad(model, params, inputs[i:i + 1], labels[i:i + 1], loss_fn) for i in range(len(inputs))]
-    grads = {name: torch.stack([row[0][name] for row in rows]) for name in params}
-    return grads, torch.stack([row[1] for row in rows])
+    singles = [batch_grad(model, params, rows(inputs, i, i + 1), rows(labels, i, i + 1), loss_fn)
+               for i in range(batch_len(inputs))]
+    grads = {name: torch.stack([single[0][name] for single in singles]) for name in params}
+    return grads, torch.stack([single[1] for single in singles])

@@ -35,7 +35,7 @@ def demo_checkpoint(data_dir: Path, seed: int = 0, epochs: int = 4) -> Path:
     info = ModelInfo(arch="resnet18", num_classes=10, labels=LABELS)
     train = load_image_set("train", read_manifest(data_dir / "train.csv", num_classes=10), DataSpec())
     torch.manual_seed(seed)
-    model = train_classifier(build_model(info.arch, info.num_classes), train, epochs=epochs, seed=seed)
+    model = train_classifier(build_model(info), train, epochs=epochs, seed=seed)
     save_checkpoint(model.state_dict(), path, info.metadata())
     return path
 

@@ -12,7 +12,6 @@ from pathlib import Path
 from orthograd_cli.errors import UsageError
 from orthograd_cli.loading import Loaded, load_everything, pick_device
 from orthograd_cli.metrics.evaluation import measure, metrics_from
-from orthograd_cli.metrics.scores import accuracy
 from orthograd_cli.models.checkpoint import Checkpoint, commit_out_dir, prepare_out_dir, save_checkpoint
 from orthograd_cli.models.registry import load_model
 from orthograd_cli.recipe import Recipe
@@ -61,13 +60,12 @@ def trainable_model(model, recipe: Recipe):
     return model, trainable_parameters(model)
 
 
-def _forget_accuracy(batch_size: int, device: str):
-    from orthograd_cli.tasks.classification import predict
+def check_method_fits(method: str, task: str) -> None:
+    from orthograd_cli.methods import CLASSIFICATION_ONLY
 
-    def forget_accuracy(model, image_set) -> float:
-        return accuracy(predict(model, image_set.inputs, batch_size, device), image_set.labels)
-
-    return forget_accuracy
+    if task != "classification" and method in CLASSIFICATION_ONLY:
+        raise UsageError(f"method '{method}' relabels samples or distils class posteriors, which only makes sense "
+                         f"for classification, not '{task}'", "use orthograd, neggrad_plus, neggrad, gdr_gma or finetune")
 
 
 def run_forget(model_path: str, manifests: dict, recipe: Recipe, recipe_sha256: str, out_dir: str,
@@ -95,23 +93,25 @@ def forget_loaded(loaded: Loaded, recipe: Recipe, recipe_sha256: str, out_dir: s
 def _forget_into(loaded: Loaded, recipe: Recipe, recipe_sha256: str, tmp_dir: Path, progress: bool) -> dict:
     from orthograd_cli.methods import METHODS
     from orthograd_cli.methods.loop import run_unlearning
-    from orthograd_cli.tasks.classification import mean_loss
 
     device = pick_device(recipe.device)
-    batch = recipe.eval.batch_size
+    batch, task_name, task = recipe.eval.batch_size, loaded.info.task, loaded.task
+    check_method_fits(recipe.method.name, task_name)
     sets = dict(loaded.sets)
     forget_update, holdout = split_holdout(sets["forget"], recipe.method.stop.forget_holdout, recipe.seed)
     if holdout is not None:
         sets["forget_holdout"] = holdout
 
     model = loaded.build_model(device)
-    before = measure(model, sets, batch, device)
+    before = measure(model, sets, batch, device, task_name)
     target = stop_target(recipe, before)
     model, params = trainable_model(model, recipe)
     direction_fn = METHODS[recipe.method.name].make(model, params, forget_update, sets["retain"], recipe.method,
-                                                    mean_loss, recipe.seed)
+                                                    task.mean_loss, recipe.seed)
+    tracked = {name: sets[name] for name in ("forget_test", "test") if name in sets}
     result = run_unlearning(model, params, forget_update, sets["retain"], holdout or sets["forget"], recipe, target,
-                            direction_fn, mean_loss, _forget_accuracy(batch, device), device, progress)
+                            direction_fn, task.mean_loss, lambda m, dataset: task.score(m, dataset, batch, device),
+                            device, progress, tracked)
 
     prov = provenance(device, recipe.seed, base=loaded.checkpoint.sha256, recipe=recipe_sha256,
                       **{f"manifest_{n}": m.sha256 for n, m in loaded.manifests.items()})
@@ -121,19 +121,20 @@ def _forget_into(loaded: Loaded, recipe: Recipe, recipe_sha256: str, tmp_dir: Pa
 
     # "after" is measured on the weights as written, so the report matches the file exactly
     unlearned = load_model(Checkpoint(path=tmp_dir / "model.safetensors", state_dict=merged), loaded.info)
-    after = measure(unlearned.to(device).eval(), sets, batch, device)
+    after = measure(unlearned.to(device).eval(), sets, batch, device, task_name)
     mode, mia = recipe.eval.mode, recipe.eval.mia
     report = {
         "command": "forget",
         "method": recipe.method.name,
+        "task": task_name,
         "mode": mode,
         "steps": result.steps,
         "stop_reason": result.stop_reason,
         "target_forget_acc": target,
         "wall_s": round(result.wall_s, 3),
         "trainable_parameters": int(sum(p.numel() for p in params.values())),
-        "metrics": {"before": metrics_from(before, mode, before, mia, recipe.seed),
-                    "after": metrics_from(after, mode, before, mia, recipe.seed)},
+        "metrics": {"before": metrics_from(before, mode, before, mia, recipe.seed, task_name),
+                    "after": metrics_from(after, mode, before, mia, recipe.seed, task_name)},
         "diagnostics": result.diagnostics,
         "history": result.history,
         "retain_ids_sha256": result.retain_ids_sha256,

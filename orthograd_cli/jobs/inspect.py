@@ -65,8 +65,8 @@ def gradient_conflict(model_path: str, manifests: dict, recipe: Recipe, arch: st
     for _ in range(batches):
         fi = torch.randperm(len(forget_set), generator=generator)[:recipe.method.unlearn_batch_size]
         ri = torch.randperm(len(retain_set), generator=generator)[:k]
-        g_u, _ = batch_grad(model, params, forget_set.inputs[fi].to(device), forget_set.labels[fi].to(device), mean_loss)
-        rows, _ = per_sample_grads(model, params, retain_set.inputs[ri].to(device), retain_set.labels[ri].to(device),
+        g_u, _ = batch_grad(model, params, *forget_set.batch(fi, device), mean_loss)
+        rows, _ = per_sample_grads(model, params, *retain_set.batch(ri, device),
                                    mean_loss, recipe.method.per_sample.backend, recipe.method.per_sample.chunk_size)
         flat_u = torch.cat([g.reshape(-1) for g in g_u.values()])
         flat_rows = torch.cat([r.reshape(k, -1) for r in rows.values()], dim=1)

@@ -13,5 +13,5 @@ METHODS = {
     "salun": salun,
     "gdr_gma": gdr_gma,
 }
-# Methods that relabel samples make sense only for classification.
-CLASSIFICATION_ONLY = {"random_label", "salun"}
+# Methods that relabel samples, or distil class posteriors, are defined for classification only.
+CLASSIFICATION_ONLY = {"random_label", "salun", "scrub"}

@@ -40,5 +40,7 @@ def forget_loss_only(model, forget_batch, loss_fn) -> float:
     """The forget loss for the diagnostics, when a method takes no gradient of it."""
     import torch
 
+    from orthograd_cli.gradients.batching import forward
+
     with torch.no_grad():
-        return float(loss_fn(model(forget_batch[0]), forget_batch[1]))
+        return float(loss_fn(forward(model, forget_batch[0]), forget_batch[1]))

@@ -80,8 +80,10 @@ def apply_update(params: dict, update: dict, lr: float, optimizer) -> None:
 
 
 def run_unlearning(model, params: dict, forget_set, retain_set, check_set, recipe: Recipe, target_forget_acc: float,
-                   direction_fn: Callable, loss_fn: Callable, forget_accuracy: Callable, device: str,
-                   progress: bool = True) -> UnlearnResult:
+                   direction_fn: Callable, loss_fn: Callable, score: Callable, device: str,
+                   progress: bool = True, tracked: dict | None = None) -> UnlearnResult:
+    """`score(model, dataset) -> SetResult`. Only `check_set` (forget data) decides when to stop; the
+    `tracked` sets (e.g. test) are scored at each check for the report's trade-off curve."""
     import torch
 
     spec = recipe.method
@@ -99,9 +101,14 @@ def run_unlearning(model, params: dict, forget_set, retain_set, check_set, recip
     per_step = {"retain_rank": [], "kept_norm_ratio": [], "conflict_share": [], "unlearn_loss": [], "retain_loss": []}
 
     def check(step: int) -> bool:
-        accuracy = forget_accuracy(model, check_set)
-        result.history.append({"step": step, "forget_acc": accuracy})
-        return accuracy <= target_forget_acc
+        row = {"step": step}
+        for name, dataset in {"forget": check_set, **(tracked or {})}.items():
+            scored = score(model, dataset)
+            row[f"{name}_acc"] = scored.accuracy
+            if scored.wer is not None:
+                row[f"{name}_wer"] = scored.wer
+        result.history.append(row)
+        return row["forget_acc"] <= target_forget_acc
 
     from orthograd_cli.cli.output import progress_bar
 
@@ -114,8 +121,8 @@ def run_unlearning(model, params: dict, forget_set, retain_set, check_set, recip
                 forget_index = forget_batches.next_index()
                 retain_index = torch.randperm(len(retain_set), generator=generator)[:k]
                 ids_digest.update("\n".join(retain_set.manifest.samples[i].id for i in retain_index.tolist()).encode())
-                forget_batch = (forget_set.inputs[forget_index].to(device), forget_set.labels[forget_index].to(device))
-                retain_batch = (retain_set.inputs[retain_index].to(device), retain_set.labels[retain_index].to(device))
+                forget_batch = forget_set.batch(forget_index, device)
+                retain_batch = retain_set.batch(retain_index, device)
                 direction = direction_fn(model, params, forget_batch, retain_batch, spec, loss_fn)
                 _check_finite(direction, step)
                 apply_update(params, direction.update, spec.lr, optimizer)

@@ -2,52 +2,44 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from orthograd_cli.metrics.scores import (UIS_DEFINITION, accuracy, metric, mia_logreg_loss_cv,
-                                          unlearning_impact_score)
-from orthograd_cli.tasks.classification import per_sample_losses, predict
+from orthograd_cli.metrics.scores import UIS_DEFINITION, metric, mia_logreg_loss_cv, unlearning_impact_score
+from orthograd_cli.tasks import SetResult, get_task
 
 SET_DEFINITIONS = {
-    "forget": "top-1 accuracy on the forget set (U_u after unlearning)",
-    "forget_holdout": "top-1 accuracy on the held-out share of the forget set, never used in updates",
-    "retain": "top-1 accuracy on the retain set",
-    "test": "top-1 accuracy on the test set (U_t after unlearning)",
+    "forget": "{acc} on the forget set (U_u after unlearning)",
+    "forget_holdout": "{acc} on the held-out share of the forget set, never used in updates",
+    "forget_test": "{acc} on the forgotten group's unseen samples (e.g. the speaker's test recordings)",
+    "retain": "{acc} on the retain set",
+    "test": "{acc} on the test set (U_t after unlearning)",
 }
+ACCURACY_NAME = {"classification": "top-1 accuracy", "asr": "word accuracy max(0, 1 − WER)"}
 
 
-@dataclass
-class SetResult:
-    n: int
-    accuracy: float
-    losses: "torch.Tensor"  # noqa: F821
-
-
-def measure(model, sets: dict, batch_size: int, device: str) -> dict[str, SetResult]:
-    results = {}
-    for name, image_set in sets.items():
-        if image_set is None:
-            continue
-        logits = predict(model, image_set.inputs, batch_size, device)
-        results[name] = SetResult(n=len(image_set), accuracy=accuracy(logits, image_set.labels),
-                                  losses=per_sample_losses(logits, image_set.labels))
-    return results
+def measure(model, sets: dict, batch_size: int, device: str, task: str = "classification") -> dict[str, SetResult]:
+    scorer = get_task(task)
+    return {name: scorer.score(model, dataset, batch_size, device) for name, dataset in sets.items()
+            if dataset is not None}
 
 
 def metrics_from(results: dict[str, SetResult], mode: str, original: dict[str, SetResult] | None = None,
-                 mia: bool = True, seed: int = 0) -> dict:
-    """Accuracy per set; with the original model's results, UIS; with forget and test sets, the MIA."""
+                 mia: bool = True, seed: int = 0, task: str = "classification") -> dict:
+    """Accuracy (and WER) per set; with the original model's results, UIS; with forget and test sets, the MIA."""
     forget_target = "original test acc" if mode == "sample" else 0.0
+    acc = ACCURACY_NAME[task]
     out = {}
     for name, r in results.items():
-        definition = SET_DEFINITIONS.get(name, f"top-1 accuracy on {name}")
-        if name in ("forget", "forget_holdout"):
+        definition = SET_DEFINITIONS.get(name, "{acc} on " + name).format(acc=acc)
+        forgotten = name in ("forget", "forget_holdout", "forget_test")
+        if forgotten:
             out[f"{name}_acc"] = metric(r.accuracy, definition, r.n, target=forget_target)
         else:
             out[f"{name}_acc"] = metric(r.accuracy, definition, r.n, higher_is_better=True)
+        if r.wer is not None:  # speech: the error rate users quote, beside the word accuracy
+            out[f"{name}_wer"] = metric(r.wer, definition.replace(acc, "word error rate"), r.n,
+                                        higher_is_better=None if forgotten else False)
     if original is not None and "test" in original:
         o_t = original["test"].accuracy
-        out["original_test_acc"] = metric(o_t, "top-1 accuracy of the original model on the test set (O_t)",
+        out["original_test_acc"] = metric(o_t, f"{acc} of the original model on the test set (O_t)",
                                           original["test"].n, higher_is_better=True)
         if "test" in results and "forget" in results and o_t > 0:
             uis = unlearning_impact_score(o_t, results["test"].accuracy, results["forget"].accuracy, mode)

@@ -15,8 +15,15 @@ from orthograd_cli.errors import CheckpointError, UsageError
 ADAPTER_INFO = "orthograd_adapter.json"
 
 
+ATTENTION_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "out_proj")
+
+
 def default_target_modules(model) -> list[str]:
-    """Every Conv2d and Linear outside nn.MultiheadAttention.
+    """Speech models: the attention projections. Image models: every Conv2d and Linear outside
+    nn.MultiheadAttention.
+
+    torchaudio's wav2vec2/HuBERT attention uses plain Linear q/k/v/out projections, which LoRA and
+    the per-sample hooks handle exactly; the convolutional feature extractor stays frozen.
 
     peft's LoRA inside MultiheadAttention mutates `.data` and breaks under vmap, and LoRA on its
     `out_proj` is silently ignored, so attention stays frozen: on a torchvision ViT this selects
@@ -24,6 +31,11 @@ def default_target_modules(model) -> list[str]:
     """
     import torch.nn as nn
 
+    projections = [name for name, module in model.named_modules()
+                   if isinstance(module, nn.Linear) and name.rpartition(".")[2] in ATTENTION_PROJECTIONS
+                   and ".attention." in f".{name}"]
+    if projections:
+        return projections
     inside_attention = {
         f"{name}.{child}" if name else child
         for name, module in model.named_modules() if isinstance(module, nn.MultiheadAttention)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from orthograd_cli.tasks import SetResult
+
 
 def mean_loss(logits, labels):
     import torch.nn.functional as F
@@ -13,6 +15,12 @@ def per_sample_losses(logits, labels):
     import torch.nn.functional as F
 
     return F.cross_entropy(logits, labels, reduction="none")
+
+
+def load_set(name: str, manifest, recipe, info):
+    from orthograd_cli.data.images import load_image_set
+
+    return load_image_set(name, manifest, recipe.data)
 
 
 def predict(model, inputs, batch_size: int = 256, device: str = "cpu"):
@@ -27,3 +35,11 @@ def predict(model, inputs, batch_size: int = 256, device: str = "cpu"):
             outputs.append(model(inputs[start:start + batch_size].to(device)).float().cpu())
     model.train(was_training)
     return torch.cat(outputs) if outputs else torch.empty(0)
+
+
+def score(model, image_set, batch_size: int, device: str) -> SetResult:
+    from orthograd_cli.metrics.scores import accuracy
+
+    logits = predict(model, image_set.inputs, batch_size, device)
+    return SetResult(n=len(image_set), accuracy=accuracy(logits, image_set.labels),
+                     losses=per_sample_losses(logits, image_set.labels))

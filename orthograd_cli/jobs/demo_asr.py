@@ -1,0 +1,81 @@
+"""`orthograd demo asr`: forget one speaker from a small speech recogniser, nothing to download.
+
+espeak-ng speaks connected digit strings in nine voices (16 kHz WAV + manifests); a 3-layer
+wav2vec2-style CTC model is trained on them (cached), and OrthoGrad then forgets one clearly
+distinct voice (en-gb-scotland+m2) with the shipped speaker-forgetting recipe.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from orthograd_cli.data.speech import SAMPLE_RATE, build_speech_corpus, slug, vocabulary
+from orthograd_cli.jobs.demo import cache_dir
+
+FORGET_VOICE = "en-gb-scotland+m2"
+RECIPE = "wav2vec2_speaker_forget"
+# A small wav2vec2: 4 conv layers with layer norm (padding-invariant, unlike group_norm) striding
+# 160 samples (100 frames/s at 16 kHz), and 3 pre-norm transformer layers of width 96.
+SMALL_CTC_CONFIG = {
+    "extractor_mode": "layer_norm",
+    "extractor_conv_layer_config": [[64, 10, 5], [64, 4, 4], [64, 4, 4], [64, 4, 4]],
+    "extractor_conv_bias": False,
+    "encoder_embed_dim": 96,
+    "encoder_projection_dropout": 0.0,
+    "encoder_pos_conv_kernel": 32,
+    "encoder_pos_conv_groups": 4,
+    "encoder_num_layers": 3,
+    "encoder_num_heads": 4,
+    "encoder_attention_dropout": 0.0,
+    "encoder_ff_interm_features": 192,
+    "encoder_ff_interm_dropout": 0.0,
+    "encoder_dropout": 0.0,
+    "encoder_layer_norm_first": True,
+    "encoder_layer_drop": 0.0,
+}
+
+
+def speech_info():
+    from orthograd_cli.models.registry import ModelInfo
+
+    vocab = vocabulary()
+    return ModelInfo(arch="wav2vec2_model", num_classes=len(vocab), task="asr", config=SMALL_CTC_CONFIG,
+                     vocab=vocab, sample_rate=SAMPLE_RATE)
+
+
+def speech_checkpoint(corpus: Path, train_manifest: str = "train.csv", name: str = "wav2vec2_digits",
+                      seed: int = 0, epochs: int = 10, progress=None) -> Path:
+    """A small CTC model trained on `corpus/train_manifest`, cached beside the corpus."""
+    import torch
+
+    from orthograd_cli.data.audio import load_audio_set
+    from orthograd_cli.data.manifest import read_manifest
+    from orthograd_cli.models.checkpoint import save_checkpoint
+    from orthograd_cli.models.registry import build_model
+    from orthograd_cli.training import train_ctc
+
+    path = corpus / f"{name}_seed{seed}.safetensors"
+    if path.exists():
+        return path
+    info = speech_info()
+    manifest = read_manifest(corpus / train_manifest, task="asr", vocab=info.vocab)
+    train = load_audio_set("train", manifest, info.vocab, info.sample_rate)
+    torch.manual_seed(seed)
+    model = train_ctc(build_model(info), train, epochs=epochs, batch_size=8, lr=2e-3, seed=seed, progress=progress)
+    save_checkpoint(model.state_dict(), path, info.metadata())
+    return path
+
+
+def run_demo_asr(out_dir: Path, progress: bool = True) -> dict:
+    from orthograd_cli.jobs.forget import run_forget
+    from orthograd_cli.recipe import load_recipe
+
+    corpus = build_speech_corpus(cache_dir() / "speech")
+    checkpoint = speech_checkpoint(corpus)
+    voice = corpus / "voices" / slug(FORGET_VOICE)
+    recipe, sha = load_recipe(RECIPE)
+    manifests = {name: voice / f"{name}.csv" for name in ("forget", "retain", "test", "forget_test")}
+    run = run_forget(str(checkpoint), manifests, recipe, sha, str(out_dir / "speaker"), overwrite=True,
+                     progress=progress)
+    return {"command": "demo", "scenario": "asr", "checkpoint": str(checkpoint), "data": str(corpus),
+            "forget_voice": FORGET_VOICE, "runs": {"speaker": run}}

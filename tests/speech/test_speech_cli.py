@@ -1,0 +1,160 @@
+"""Speaker forgetting end to end on the espeak-ng corpus, through the real CLI.
+
+The gold standard is a model retrained without the voice; the unlearned model must raise the
+voice's WER on its unseen utterances at least as much as retraining does, while the other voices'
+WER rises by at most 0.10.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+RECIPE = "wav2vec2_speaker_forget"
+
+
+def voice_manifests(voice, *names):
+    args = []
+    flags = {"forget": "--forget", "retain": "--retain", "test": "--test", "forget_test": "--forget-test"}
+    for name in names:
+        args += [flags[name], voice / f"{name}.csv"]
+    return args
+
+
+@pytest.fixture(scope="module")
+def unlearned(cli, asr_model, forget_voice, tmp_path_factory):
+    out = tmp_path_factory.mktemp("asr") / "run"
+    plot = out.parent / "tradeoff.png"
+    result = cli("forget", asr_model, *voice_manifests(forget_voice, "forget", "retain", "test", "forget_test"),
+                 "--recipe", RECIPE, "--out", out, "--plot", plot, "--json", "-q")
+    assert result.code == 0, result.err
+    return out, json.loads(result.out), plot
+
+
+@pytest.fixture(scope="module")
+def cli(request):
+    """A module-scoped variant of the `cli` fixture (the runs here are shared by several tests)."""
+    import contextlib
+    import io
+
+    from orthograd_cli.cli.app import main
+
+    from tests.conftest import CliResult
+
+    def run(*args):
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                main([str(a) for a in args])
+                code = 0
+            except SystemExit as done:
+                code = int(done.code or 0)
+        return CliResult(code, out.getvalue(), err.getvalue())
+
+    return run
+
+
+def test_trained_model_reaches_low_wer_on_held_out_utterances(cli, asr_model, speech_corpus):
+    result = cli("evaluate", asr_model, "--test", speech_corpus / "test.csv", "--json")
+    assert result.code == 0, result.err
+    metrics = json.loads(result.out)["metrics"]
+    assert metrics["test_wer"]["value"] <= 0.15
+    assert metrics["test_acc"]["value"] == pytest.approx(max(0.0, 1 - metrics["test_wer"]["value"]))
+
+
+def test_retrained_reference_does_not_know_the_voice(cli, asr_model, asr_retrained, forget_voice):
+    result = cli("evaluate", asr_model, *voice_manifests(forget_voice, "forget", "test", "forget_test"),
+                 "--reference", asr_retrained, "--json")
+    assert result.code == 0, result.err
+    report = json.loads(result.out)
+    model, reference, gap = report["metrics"], report["reference_metrics"], report["gap_to_reference"]
+    # the reference never heard the voice: worse on it than the model trained on it
+    assert reference["forget_wer"]["value"] > model["forget_wer"]["value"]
+    assert gap["forget_wer"] == pytest.approx(model["forget_wer"]["value"] - reference["forget_wer"]["value"])
+    assert set(gap) >= {"forget_wer", "forget_test_wer", "test_wer", "test_acc"}
+
+
+def test_forgetting_the_voice_matches_retraining_and_keeps_the_others(cli, unlearned, asr_model, asr_retrained,
+                                                                         forget_voice):
+    out, report, plot = unlearned
+    before, after = report["metrics"]["before"], report["metrics"]["after"]
+    evaluated = cli("evaluate", out / "model.safetensors",
+                    *voice_manifests(forget_voice, "forget", "test", "forget_test"),
+                    "--original", asr_model, "--reference", asr_retrained, "--json")
+    assert evaluated.code == 0, evaluated.err
+    reference = json.loads(evaluated.out)["reference_metrics"]
+    retrain_rise = reference["forget_test_wer"]["value"] - before["forget_test_wer"]["value"]
+    unlearn_rise = after["forget_test_wer"]["value"] - before["forget_test_wer"]["value"]
+    assert unlearn_rise >= retrain_rise, (unlearn_rise, retrain_rise)
+    assert after["test_wer"]["value"] - before["test_wer"]["value"] <= 0.10
+    assert report["task"] == "asr" and "forget accuracy" in report["stop_reason"]
+    # the trade-off over the run: held-out forget WER and the others' WER at every check, and its PNG
+    assert all({"forget_test_wer", "test_wer", "forget_wer"} <= set(row) for row in report["history"])
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_merged_checkpoint_decodes_in_plain_torchaudio_with_the_reported_wer(unlearned, forget_voice):
+    """Rebuild with torchaudio alone (no orthograd code), decode greedily, score with jiwer."""
+    import csv
+
+    import jiwer
+    import soundfile as sf
+    import torch
+    import torchaudio
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    out, report, _ = unlearned
+    path = out / "model.safetensors"
+    with safe_open(str(path), "pt") as handle:
+        meta = handle.metadata()
+    vocab = json.loads(meta["orthograd.vocab"])
+    model = torchaudio.models.wav2vec2_model(**json.loads(meta["orthograd.arch_config"]), aux_num_out=len(vocab))
+    model.load_state_dict(load_file(str(path)), strict=True)
+    model.eval()
+    references, hypotheses = [], []
+    with open(forget_voice / "test.csv") as handle:
+        for row in csv.DictReader(handle):
+            audio, rate = sf.read(str(forget_voice / row["path"]), dtype="float32")
+            assert rate == 16_000
+            with torch.no_grad():
+                logits, _ = model(torch.from_numpy(audio)[None])
+            best = torch.unique_consecutive(logits[0].argmax(-1)).tolist()
+            hypotheses.append(" ".join("".join(vocab[t] for t in best if t != 0).split()))
+            references.append(row["transcript"])
+    assert jiwer.wer(references, hypotheses) == pytest.approx(report["metrics"]["after"]["test_wer"]["value"],
+                                                              abs=1e-9)
+
+
+def test_merge_reproduces_the_speech_checkpoint_byte_for_byte(cli, unlearned, asr_model, tmp_path):
+    out, _, _ = unlearned
+    result = cli("merge", asr_model, out / "adapter", "--out", tmp_path / "merged.safetensors")
+    assert result.code == 0, result.err
+    assert (tmp_path / "merged.safetensors").read_bytes() == (out / "model.safetensors").read_bytes()
+
+
+def test_neggrad_plus_runs_on_the_same_inputs(cli, asr_model, forget_voice, tmp_path):
+    result = cli("forget", asr_model, *voice_manifests(forget_voice, "forget", "retain", "test", "forget_test"),
+                 "--recipe", RECIPE, "--set", "method.name=neggrad_plus", "--out", tmp_path / "ngp", "--json", "-q")
+    assert result.code == 0, result.err
+    report = json.loads(result.out)
+    assert report["method"] == "neggrad_plus"
+    assert report["metrics"]["after"]["forget_wer"]["value"] > report["metrics"]["before"]["forget_wer"]["value"]
+
+
+def test_classification_only_methods_are_refused_for_speech(cli, asr_model, forget_voice, tmp_path):
+    result = cli("forget", asr_model, *voice_manifests(forget_voice, "forget", "retain"), "--recipe", RECIPE,
+                 "--set", "method.name=random_label", "--out", tmp_path / "x")
+    assert result.code == 2 and "classification" in result.err and not (tmp_path / "x").exists()
+
+
+def test_demo_asr_runs_on_the_cached_corpus_and_model(cli, asr_model, speech_cache, tmp_path, monkeypatch):
+    monkeypatch.setenv("ORTHOGRAD_CACHE", str(speech_cache))
+    result = cli("demo", "asr", "--out", tmp_path / "demo", "--json", "-q")
+    assert result.code == 0, result.err
+    run = json.loads(result.out)["runs"]["speaker"]
+    assert run["metrics"]["after"]["forget_holdout_wer"]["value"] >= 0.1
+    assert (tmp_path / "demo" / "speaker" / "model.safetensors").is_file()

@@ -21,7 +21,7 @@ scrub, salun, gdr_gma; random_label and salun relabel samples, so they are class
 Speech (task: asr): forget one speaker and keep the others' WER, e.g.
 
   orthograd forget asr.safetensors -f voice/forget.csv --retain voice/retain.csv -t voice/test.csv
-  --forget-test voice/forget_test.csv --recipe wav2vec2_speaker_forget --out run/ --plot run.png
+  --forget-test voice/forget_test.csv --recipe wav2vec2_model_espeak_speaker --out run/ --plot run.png
 
 Writes run/model.safetensors (merged), run/adapter/ (peft LoRA adapter) and run/report.json.
 """

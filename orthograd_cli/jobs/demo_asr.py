@@ -13,7 +13,7 @@ from orthograd_cli.data.speech import SAMPLE_RATE, build_speech_corpus, slug, vo
 from orthograd_cli.jobs.demo import cache_dir
 
 FORGET_VOICE = "en-gb-scotland+m2"
-RECIPE = "wav2vec2_speaker_forget"
+RECIPE = "wav2vec2_model_espeak_speaker"
 # A small wav2vec2: 4 conv layers with layer norm (padding-invariant, unlike group_norm) striding
 # 160 samples (100 frames/s at 16 kHz), and 3 pre-norm transformer layers of width 96.
 SMALL_CTC_CONFIG = {

@@ -13,7 +13,7 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-RECIPE = "wav2vec2_speaker_forget"
+RECIPE = "wav2vec2_model_espeak_speaker"
 
 
 def voice_manifests(voice, *names):

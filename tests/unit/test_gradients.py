@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from orthograd_cli.errors import RecipeError
 from orthograd_cli.gradients.per_sample import batch_grad, per_sample_grads, trainable_parameters
 from orthograd_cli.gradients.projection import project
 from orthograd_cli.jobs.forget import trainable_model
@@ -171,5 +172,5 @@ def test_auto_backend_uses_vmap_where_hooks_do_not_apply(trained_model, recipe, 
     slow, _ = per_sample_grads(model, params, inputs, labels, mean_loss, "loop")
     for name in params:
         assert float((auto[name] - slow[name]).norm() / slow[name].norm().clamp_min(1e-30)) <= 1e-4, name
-    with pytest.raises(ValueError, match="hooks backend"):
+    with pytest.raises(RecipeError, match="backend: hooks"):
         per_sample_grads(model, params, inputs, labels, mean_loss, "hooks")

@@ -14,7 +14,7 @@ Examples:
   --methods orthograd,neggrad_plus,scrub --seeds 3 --out compare/
 
 Methods: orthograd, finetune, neggrad, neggrad_plus, random_label, scrub, salun, gdr_gma
-(random_label and salun relabel samples: classification only).
+(random_label, salun and scrub are classification-only: they relabel samples or distil class posteriors).
 Writes compare/<method>/seed<N>/ runs and compare/compare.{json,csv,md,png}.
 """
 

@@ -16,7 +16,8 @@ Examples:
   --recipe resnet18_digits_class --out run/ --set method.retain_batch_size=32 --json
 
 Methods (--set method.name=...): orthograd (default), finetune, neggrad, neggrad_plus, random_label,
-scrub, salun, gdr_gma; random_label and salun relabel samples, so they are classification-only.
+scrub, salun, gdr_gma; random_label, salun and scrub relabel samples or distil class
+posteriors, so they are classification-only.
 
 Speech (task: asr): forget one speaker and keep the others' WER, e.g.
 

@@ -19,6 +19,8 @@ from orthograd_cli.errors import RecipeError
 from orthograd_cli.gradients.batching import batch_len, forward, rows
 
 BACKENDS = ("auto", "hooks", "vmap", "loop")
+NO_VMAP_FOR_SPEECH = ("method.per_sample.backend: vmap cannot differentiate speech models (F.ctc_loss has no vmap "
+                      "rule)", "use hooks (exact for LoRA) or loop")
 
 
 def trainable_parameters(model) -> dict:
@@ -47,8 +49,7 @@ def per_sample_grads(model, params: dict, inputs, labels, loss_fn: Callable, bac
         backend = "vmap"
     if backend == "vmap":
         if isinstance(inputs, tuple):  # speech: F.ctc_loss has no vmap batching rule
-            raise RecipeError("method.per_sample.backend: vmap cannot differentiate speech models (F.ctc_loss "
-                              "has no vmap rule)", "use hooks (exact for LoRA) or loop")
+            raise RecipeError(*NO_VMAP_FOR_SPEECH)
         return _vmap_grads(model, params, inputs, labels, loss_fn, chunk_size)
     if backend == "loop":
         return _loop_grads(model, params, inputs, labels, loss_fn)

@@ -26,15 +26,13 @@ COLUMNS = {  # summary column -> (source in a run report, label)
 }
 
 
-def check_methods(methods: list[str], task: str) -> None:
-    from orthograd_cli.methods import CLASSIFICATION_ONLY, METHODS
+def check_methods(methods: list[str]) -> None:
+    from orthograd_cli.methods import METHODS
 
     for name in methods:
         if name not in METHODS:
             raise UsageError(f"--methods: unknown method '{name}'",
                              did_you_mean(name, METHODS) or f"choose from {', '.join(METHODS)}")
-        if task != "classification" and name in CLASSIFICATION_ONLY:
-            raise UsageError(f"--methods: '{name}' relabels samples, which only makes sense for classification")
 
 
 def _mean_std(values: list[float]) -> dict:
@@ -61,12 +59,15 @@ def run_compare(model_path: str, manifests: dict, recipe: Recipe, recipe_sha256:
                 on_run=None) -> dict:
     from orthograd_cli.jobs.forget import forget_loaded
     from orthograd_cli.loading import load_everything
+    from orthograd_cli.methods import check_method_fits_task
 
-    check_methods(methods, recipe.task)
+    check_methods(methods)
     out = Path(out_dir)
     if out.exists() and not overwrite:
         raise UsageError(f"{out}: output folder exists", "pass --overwrite or choose another --out")
     loaded = load_everything(model_path, recipe, manifests, arch)  # validated and decoded once for every run
+    for method in methods:
+        check_method_fits_task(method, loaded.info.task)
     rows, runs = [], {}
     for method in methods:
         runs[method] = []

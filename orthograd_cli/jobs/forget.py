@@ -60,12 +60,15 @@ def trainable_model(model, recipe: Recipe):
     return model, trainable_parameters(model)
 
 
-def check_method_fits(method: str, task: str) -> None:
-    from orthograd_cli.methods import CLASSIFICATION_ONLY
+def check_recipe_fits_task(recipe: Recipe, task: str) -> None:
+    """Refuse, before any work, method settings the task cannot run."""
+    from orthograd_cli.errors import RecipeError
+    from orthograd_cli.gradients.per_sample import NO_VMAP_FOR_SPEECH
+    from orthograd_cli.methods import check_method_fits_task
 
-    if task != "classification" and method in CLASSIFICATION_ONLY:
-        raise UsageError(f"method '{method}' relabels samples or distils class posteriors, which only makes sense "
-                         f"for classification, not '{task}'", "use orthograd, neggrad_plus, neggrad, gdr_gma or finetune")
+    if task == "asr" and recipe.method.per_sample.backend == "vmap":
+        raise RecipeError(*NO_VMAP_FOR_SPEECH)
+    check_method_fits_task(recipe.method.name, task)
 
 
 def run_forget(model_path: str, manifests: dict, recipe: Recipe, recipe_sha256: str, out_dir: str,
@@ -96,7 +99,7 @@ def _forget_into(loaded: Loaded, recipe: Recipe, recipe_sha256: str, tmp_dir: Pa
 
     device = pick_device(recipe.device)
     batch, task_name, task = recipe.eval.batch_size, loaded.info.task, loaded.task
-    check_method_fits(recipe.method.name, task_name)
+    check_recipe_fits_task(recipe, task_name)
     sets = dict(loaded.sets)
     forget_update, holdout = split_holdout(sets["forget"], recipe.method.stop.forget_holdout, recipe.seed)
     if holdout is not None:

@@ -15,3 +15,11 @@ METHODS = {
 }
 # Methods that relabel samples, or distil class posteriors, are defined for classification only.
 CLASSIFICATION_ONLY = {"random_label", "salun", "scrub"}
+
+
+def check_method_fits_task(name: str, task: str) -> None:
+    from orthograd_cli.errors import UsageError
+
+    if task != "classification" and name in CLASSIFICATION_ONLY:
+        raise UsageError(f"method '{name}' relabels samples or distils class posteriors, which only makes sense "
+                         f"for classification, not '{task}'", "use orthograd, neggrad_plus, neggrad, gdr_gma or finetune")

@@ -176,3 +176,90 @@ def test_debug_shows_the_traceback(cli, workspace):
     with pytest.raises(Exception) as caught:
         cli("--debug", *forget_args(workspace, workspace / "absent.safetensors"))
     assert "no such checkpoint" in str(caught.value)
+
+
+# --- speech inputs -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def speech_workspace(tmp_path, speech_corpus):
+    """Eight real recordings (4 of the forget voice, 4 of others), manifests, and an untrained
+    speech checkpoint with full metadata: every case below fails during validation, before training."""
+    import csv
+
+    import torch
+
+    from orthograd_cli.jobs.demo_asr import speech_info
+    from orthograd_cli.models.checkpoint import save_checkpoint
+    from orthograd_cli.models.registry import build_model
+
+    root = tmp_path / "in"
+    (root / "audio").mkdir(parents=True)
+    with open(speech_corpus / "train.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    picked = {"forget": rows[420:424], "retain": rows[0:4], "test": rows[100:104]}
+    for name, chosen in picked.items():
+        lines = ["path,transcript,speaker,id"]
+        for row in chosen:
+            target = root / "audio" / Path(row["path"]).name.replace(".wav", f"_{row['id'].replace('/', '_')}.wav")
+            shutil.copy(speech_corpus / row["path"], target)
+            lines.append(f"audio/{target.name},{row['transcript']},{row['speaker']},{row['id']}")
+        write(root / f"{name}.csv", "\n".join(lines) + "\n")
+    info = speech_info()
+    torch.manual_seed(0)
+    save_checkpoint(build_model(info).state_dict(), root / "model.safetensors", info.metadata())
+    return root
+
+
+def speech_args(root: Path, forget: Path | None = None, model: Path | None = None, *extra) -> list:
+    return ["forget", model or root / "model.safetensors", "--forget", forget or root / "forget.csv",
+            "--retain", root / "retain.csv", "--test", root / "test.csv", "--out", root.parent / "out", "--quiet",
+            *extra]
+
+
+def first_audio(root: Path) -> str:
+    return (root / "forget.csv").read_text().splitlines()[1].split(",")[0]
+
+
+def empty_wav(root: Path) -> Path:
+    import numpy as np
+    import soundfile as sf
+
+    sf.write(str(root / "audio" / "silent.wav"), np.zeros(0, dtype="float32"), 16_000)
+    return write(root / "m.csv", "path,transcript,speaker\naudio/silent.wav,one two,en-us\n")
+
+
+def vocabless_model(root: Path) -> Path:
+    from safetensors.torch import load_file
+
+    from orthograd_cli.models.checkpoint import save_checkpoint
+
+    path = root / "novocab.safetensors"
+    save_checkpoint(load_file(str(root / "model.safetensors")), path, {"orthograd.arch": "wav2vec2_model",
+                                                                       "orthograd.task": "asr"})
+    return path
+
+
+SPEECH_CASES = [
+    ("audio-unreadable", lambda r: speech_args(r, write(r / "m.csv", "path,transcript,speaker\nbad.wav,one,en-us\n")
+                                               if write(r / "bad.wav", "RIFF not really a wav") else None), 2,
+     "cannot read audio"),
+    ("audio-empty", lambda r: speech_args(r, empty_wav(r)), 2, "is empty"),
+    ("transcript-outside-vocabulary", lambda r: speech_args(r, write(
+        r / "m.csv", f"path,transcript,speaker\n{first_audio(r)},four 4 one!,en-us\n")), 2,
+     "outside the model's vocabulary: '!4'"),
+    ("transcript-empty", lambda r: speech_args(r, write(r / "m.csv", f"path,transcript,speaker\n{first_audio(r)},  ,x\n")),
+     2, "empty transcript"),
+    ("speech-manifest-missing-speaker", lambda r: speech_args(r, write(
+        r / "m.csv", f"path,transcript\n{first_audio(r)},one\n")), 2, "missing column 'speaker'"),
+    ("speech-checkpoint-without-vocabulary", lambda r: speech_args(r, None, vocabless_model(r)), 3, "vocabulary"),
+    ("speech-vmap-backend", lambda r: speech_args(r, None, None, "--set", "method.per_sample.backend=vmap",
+                                                  "--set", "method.retain_batch_size=2"), 2, "no vmap rule"),
+    ("speech-classification-only-method", lambda r: speech_args(r, None, None, "--set", "method.name=scrub"), 2,
+     "only makes sense for classification"),
+]
+
+
+@pytest.mark.parametrize("case,build,code,fragment", SPEECH_CASES, ids=[c[0] for c in SPEECH_CASES])
+def test_bad_speech_input_fails_cleanly(cli, speech_workspace, case, build, code, fragment):
+    test_bad_input_fails_cleanly(cli, speech_workspace, case, build, code, fragment)

@@ -1,6 +1,7 @@
 # The two set-up commands a newcomer runs on a fresh machine (only Python 3.11 needed):
 #   make demo   install into .venv and run the main job on real data
-#   make test   install into .venv (with test extras) and run the whole test suite
+#   make test   install into .venv (with test extras), install espeak-ng (the speech tests
+#               synthesise their corpus with it) and run the whole test suite
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -12,20 +13,30 @@ $(BIN)/python:
 install: $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 
+# espeak-ng speaks the speech corpus (tests, `orthograd demo asr`); apt needs root or sudo.
+espeak:
+	@command -v espeak-ng >/dev/null || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq espeak-ng >/dev/null; }
+
 demo: install
 	$(BIN)/orthograd demo
 
-test: install
+demo-asr: install espeak
+	$(BIN)/orthograd demo asr
+
+test: install espeak
 	$(BIN)/python -m pytest -q
 
-test-fast: install
+test-fast: install espeak
 	$(BIN)/python -m pytest -q -m 'not slow'
 
-bench: install
+bench: install espeak
 	$(BIN)/python benchmarks/step_cost.py
 	$(BIN)/python benchmarks/cli_latency.py --demo
 	$(BIN)/python benchmarks/manifest_validation.py
 	$(BIN)/python benchmarks/memory_and_throughput.py
 	$(BIN)/python benchmarks/retain_sweep.py
+	$(BIN)/python benchmarks/step_cost_asr.py
+	$(BIN)/python benchmarks/speaker_forget.py
 
-.PHONY: install demo test test-fast bench
+.PHONY: install espeak demo demo-asr test test-fast bench

@@ -63,8 +63,9 @@ class ProjectionSpec(_Section):
 
 
 class PerSampleSpec(_Section):
-    backend: Literal["auto", "hooks", "vmap", "loop"] = Field(
-        "auto", description="auto: hooks (one batched backward) for Linear/Conv2d weights such as LoRA, else vmap")
+    backend: Literal["auto", "hooks", "vmap", "loop", "gram"] = Field(
+        "auto", description="auto: hooks (one batched backward) for Linear/Conv2d weights such as LoRA, else vmap; "
+                            "gram: never stores the k per-sample gradients (global scope only; for full-parameter runs)")
     chunk_size: int | None = Field(None, ge=1, description="vmap chunk size, bounds memory")
 
 
@@ -89,6 +90,14 @@ class MethodSpec(_Section):
     projection: ProjectionSpec = Field(default_factory=ProjectionSpec)
     per_sample: PerSampleSpec = Field(default_factory=PerSampleSpec)
     stop: StopSpec = Field(default_factory=StopSpec)
+
+    @model_validator(mode="after")
+    def _gram_needs_global_scope(self) -> "MethodSpec":
+        if self.per_sample.backend == "gram" and (self.projection.scope != "global"
+                                                 or self.projection.retain_grads != "per_sample"):
+            raise ValueError("per_sample.backend gram computes the global projection on per-sample gradients: set "
+                             "projection.scope: global and projection.retain_grads: per_sample")
+        return self
 
 
 class EvalSpec(_Section):

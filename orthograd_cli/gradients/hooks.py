@@ -70,6 +70,9 @@ def hook_grads(model, params: dict, inputs, labels, loss_fn: Callable):
         if id(module) in captured:
             raise ValueError(f"{type(module).__name__} is called twice in one forward; use the vmap backend")
         captured[id(module)] = (args[0].detach(), output)
+        # the rest of the model gets a copy: an in-place op downstream (ReLU(inplace=True) after a
+        # BatchNorm or a conv, `out += identity`) would otherwise turn `output` into a later tensor
+        return output.clone()
 
     handles = [module.register_forward_hook(keep) for module in modules.values()]
     try:

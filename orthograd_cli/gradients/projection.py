@@ -52,7 +52,7 @@ def project_batched(vectors, rows, rank_tol: float = 1e-6):
     return _remove_span(projected, q0, u), rank
 
 
-def _gram_coefficients(gram, along, rank_tol: float):
+def gram_coefficients(gram, along, rank_tol: float):
     """c with g⊥ = g − Gᵀc, from K = GGᵀ and Gg (float64, batched); rows count as unit-norm."""
     import torch
 
@@ -78,10 +78,10 @@ def _project_gram(names, flat_g, flat_rows, scope: str, rank_tol: float):
         grams.append(block @ block.T)
         alongs.append(block @ flat_g[n].double())
     if scope == "global":
-        coeffs, rank = _gram_coefficients(sum(grams), sum(alongs), rank_tol)
+        coeffs, rank = gram_coefficients(sum(grams), sum(alongs), rank_tol)
         coeffs = [coeffs] * len(names)
     else:
-        stacked, rank = _gram_coefficients(torch.stack(grams), torch.stack(alongs), rank_tol)
+        stacked, rank = gram_coefficients(torch.stack(grams), torch.stack(alongs), rank_tol)
         coeffs = list(stacked)
     projected = {}
     for n, c in zip(names, coeffs):  # pass 2: g⊥ = g − Gᵀc

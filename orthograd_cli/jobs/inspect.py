@@ -53,9 +53,11 @@ def gradient_conflict(model_path: str, manifests: dict, recipe: Recipe, arch: st
     from orthograd_cli.gradients.projection import project
     from orthograd_cli.jobs.forget import trainable_model
     from orthograd_cli.loading import load_everything, pick_device
-    from orthograd_cli.tasks.classification import mean_loss
 
     loaded = load_everything(model_path, recipe, manifests, arch)
+    mean_loss = loaded.task.mean_loss
+    backend = recipe.method.per_sample.backend
+    backend = "auto" if backend == "gram" else backend  # the statistics below need the rows themselves
     device = pick_device(recipe.device)
     model, params = trainable_model(loaded.build_model(device), recipe)
     forget_set, retain_set = loaded.sets["forget"], loaded.sets["retain"]
@@ -67,7 +69,7 @@ def gradient_conflict(model_path: str, manifests: dict, recipe: Recipe, arch: st
         ri = torch.randperm(len(retain_set), generator=generator)[:k]
         g_u, _ = batch_grad(model, params, *forget_set.batch(fi, device), mean_loss)
         rows, _ = per_sample_grads(model, params, *retain_set.batch(ri, device),
-                                   mean_loss, recipe.method.per_sample.backend, recipe.method.per_sample.chunk_size)
+                                   mean_loss, backend, recipe.method.per_sample.chunk_size)
         flat_u = torch.cat([g.reshape(-1) for g in g_u.values()])
         flat_rows = torch.cat([r.reshape(k, -1) for r in rows.values()], dim=1)
         sample_cos = (flat_rows @ flat_u) / (flat_rows.norm(dim=1) * flat_u.norm()).clamp_min(1e-30)

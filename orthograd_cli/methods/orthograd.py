@@ -22,6 +22,8 @@ def orthograd_direction(model, params: dict, forget_batch, retain_batch, spec: M
     projection = spec.projection
     # 1. g_u = ∇θ mean loss(B_u)
     unlearn_grad, unlearn_loss = batch_grad(model, params, *forget_batch, loss_fn)
+    if spec.per_sample.backend == "gram":
+        return _gram_direction(model, params, unlearn_grad, unlearn_loss, retain_batch, spec, loss_fn)
 
     # 2. G_r = per-sample retain gradients (k rows); the ablations need only their mean
     if projection.retain_grads == "per_sample":
@@ -45,3 +47,28 @@ def orthograd_direction(model, params: dict, forget_batch, retain_batch, spec: M
     update = {n: alpha * retain_mean[n] - (1 - alpha) * projected[n] for n in params}
     return Direction(update=update, unlearn_loss=float(unlearn_loss), retain_loss=float(retain_loss),
                      unlearn_grad_norm=float(global_norm(unlearn_grad)), stats=stats)
+
+
+def _gram_direction(model, params, unlearn_grad, unlearn_loss, retain_batch, spec: MethodSpec, loss_fn) -> Direction:
+    """Steps 2–4 without storing G_r (see gradients/ghost.py), global scope.
+
+    With c solving (G_r G_rᵀ) c = G_r g_u:  g⊥ = g_u − G_rᵀc, and
+    d = α·mean(G_r) − (1−α)·g⊥ = G_rᵀ(α/k + (1−α)c) − (1−α)·g_u: one weighted sum of retain gradients.
+    """
+    from orthograd_cli.gradients.ghost import ghost_gram
+    from orthograd_cli.gradients.projection import ProjectionStats, gram_coefficients
+
+    gram, along, retain_losses, weighted_sum = ghost_gram(model, params, *retain_batch, loss_fn, unlearn_grad)
+    coeffs, rank = gram_coefficients(gram, along, spec.projection.rank_tol)
+    alpha = alpha_or_default(spec, DEFAULT_ALPHA)
+    k = len(coeffs)
+    retain_part = weighted_sum(alpha / k + (1 - alpha) * coeffs)
+    update = {n: retain_part[n] - (1 - alpha) * unlearn_grad[n] for n in params}
+    unlearn_norm = global_norm(unlearn_grad)
+    # ‖g⊥‖² = ‖g_u‖² − 2cᵀb + cᵀKc  (b = G_r g_u, K = G_r G_rᵀ)
+    kept_sq = unlearn_norm ** 2 - 2 * coeffs @ along + coeffs @ gram @ coeffs
+    stats = ProjectionStats(retain_rank=int(rank), kept_norm_ratio=float(kept_sq.clamp_min(0).sqrt() /
+                                                                         unlearn_norm.clamp_min(1e-30)),
+                            conflict_share=float((along < 0).double().mean()))
+    return Direction(update=update, unlearn_loss=float(unlearn_loss), retain_loss=float(retain_losses.mean()),
+                     unlearn_grad_norm=float(unlearn_norm), stats=stats)

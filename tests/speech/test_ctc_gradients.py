@@ -125,3 +125,23 @@ def test_greedy_decode_merges_repeats_and_drops_blanks():
     assert asr.greedy_decode(logits, torch.tensor([4]), vocab) == ["aa"]
     assert asr.word_error_rate(["one two three"], ["one too three"]) == pytest.approx(1 / 3)
     assert asr.word_accuracy(1.4) == 0.0
+
+
+def test_gram_backend_ghost_products_match_hooks_rows_on_padded_speech(utterances):
+    """Sequence Linear layers: ⟨g_i, g_j⟩ from ghost products over time steps, padding included."""
+    from orthograd_cli.gradients.ghost import ghost_gram
+
+    model, params = lora_model(torch.float64)
+    inputs, targets = utterances.batch(torch.arange(len(utterances)))
+    inputs = (inputs[0].double(), inputs[1])
+    rows, _ = per_sample_grads(model, params, inputs, targets, asr.mean_loss, "hooks")
+    unlearn = {n: torch.randn_like(p) for n, p in params.items()}
+    gram, along, _, weighted_sum = ghost_gram(model, params, inputs, targets, asr.mean_loss, unlearn)
+    G = torch.cat([rows[n].reshape(len(utterances), -1) for n in params], dim=1)
+    assert torch.allclose(gram, G @ G.T, rtol=1e-9, atol=1e-12 * float((G @ G.T).abs().max()))
+    assert torch.allclose(along, G @ torch.cat([unlearn[n].reshape(-1) for n in params]), rtol=1e-9, atol=1e-14)
+    weights = torch.linspace(-1, 1, len(utterances), dtype=torch.float64)
+    combined = weighted_sum(weights)
+    for name in params:
+        assert torch.allclose(combined[name], torch.einsum("k,k...->...", weights, rows[name]), rtol=1e-9,
+                              atol=1e-14), name

@@ -1,0 +1,169 @@
+"""Memory-light projection (`method.per_sample.backend: gram`): OrthoGrad's global projection
+without ever storing the k × d matrix G of per-sample retain gradients.
+
+The projection needs only K = GGᵀ (k × k), b = G·g_u (k) and, once c solves Kc = b, the vector
+Gᵀw = Σᵢ wᵢgᵢ. For a layer y = Wx, sample i's weight gradient is Dᵢ Xᵢᵀ, with Xᵢ (q × L) its
+inputs at L positions (sequence steps, or conv patches unfolded) and Dᵢ (o × L) the output
+gradients, so
+
+    ⟨gᵢ, gⱼ⟩ = Σ_{l,m} (Dᵢᵀ Dⱼ)[l,m] · (Xᵢᵀ Xⱼ)[l,m]     ("ghost" dot products, O(k²L²(o+q)))
+    ⟨gᵢ, g_u⟩ = Σ_l Dᵢ[:,l] · (G_u Xᵢ)[:,l]
+    Σᵢ wᵢgᵢ   = Σᵢ wᵢ Dᵢ Xᵢᵀ                              (one weighted contraction)
+
+Where the ghost products cost more than the layer's own per-sample gradients (early conv layers,
+with many positions L and small weights), those are formed instead, used and freed, one layer at a
+time. Biases and BatchNorm
+affine parameters (eval mode) have tiny per-sample gradients, formed directly. Everything comes
+from one batched forward and backward with hooks; memory is the activations, not k·d.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from orthograd_cli.gradients.batching import batch_len, forward, rows
+
+CHUNK_ELEMENTS = 1 << 24  # float64 elements per temporary block of ghost products (128 MiB)
+ROWS_BYTES = 1 << 30  # the most one layer's explicit per-sample gradients may take
+
+
+def _owner(model, param_name: str):
+    module_name, _, attribute = param_name.rpartition(".")
+    return model.get_submodule(module_name), attribute
+
+
+def supports(model, params: dict) -> bool:
+    """True when every trainable tensor belongs to a Linear, ungrouped Conv2d or BatchNorm2d layer."""
+    import torch.nn as nn
+
+    for name in params:
+        module, attribute = _owner(model, name)
+        if attribute not in ("weight", "bias"):
+            return False
+        conv = isinstance(module, nn.Conv2d) and module.groups == 1 and module.padding_mode == "zeros"
+        if not (isinstance(module, (nn.Linear, nn.BatchNorm2d)) or conv):
+            return False
+    return True
+
+
+class _Layer:
+    """One hooked layer's inputs X (k, q, L) and output gradients D (k, o, L), as the formulas want."""
+
+    def __init__(self, module, layer_input, delta):
+        import torch.nn as nn
+        import torch.nn.functional as F
+
+        self.module = module
+        k = layer_input.shape[0]
+        if isinstance(module, nn.Linear):
+            self.inputs = layer_input.reshape(k, -1, layer_input.shape[-1]).transpose(1, 2)
+            self.deltas = delta.reshape(k, -1, delta.shape[-1]).transpose(1, 2)
+        elif isinstance(module, nn.Conv2d):
+            self.inputs = F.unfold(layer_input, module.kernel_size, dilation=module.dilation, padding=module.padding,
+                                   stride=module.stride)
+            self.deltas = delta.flatten(2)
+        else:  # BatchNorm2d in eval mode: y = weight·x̂ + bias with x̂ from the running statistics
+            normalised = (layer_input - module.running_mean[:, None, None]) / \
+                (module.running_var[:, None, None] + module.eps).sqrt()
+            self.inputs, self.deltas = normalised.flatten(2), delta.flatten(2)
+
+    def small_rows(self, attribute: str):
+        """Per-sample gradients (k, n) of a bias or a BatchNorm weight: cheap to form outright."""
+        if attribute == "bias":
+            return self.deltas.sum(-1)
+        return (self.deltas * self.inputs).sum(-1)  # BatchNorm weight: Σ_l δ·x̂ per channel
+
+    def rows_are_cheaper(self) -> bool:
+        """Form this layer's per-sample weight gradients when that costs fewer operations than the
+        ghost products (k²L²(o+q) against k·o·q·L + k²·o·q) and they fit in ROWS_BYTES."""
+        k, q, length = self.inputs.shape
+        o = self.deltas.shape[1]
+        ghost = k * k * length * length * (o + q)
+        rows = k * o * q * length + k * k * o * q
+        return rows < ghost and k * o * q * 8 <= ROWS_BYTES
+
+
+def _chunks(k: int, per_sample: int):
+    size = max(1, CHUNK_ELEMENTS // max(1, per_sample))
+    return [slice(start, min(k, start + size)) for start in range(0, k, size)]
+
+
+def _add_weight(layer: _Layer, unlearn_grad, gram, along) -> None:
+    """Add one weight's ⟨gᵢ,gⱼ⟩ to `gram` and ⟨gᵢ,g_u⟩ to `along`."""
+    import torch
+
+    k, q, length = layer.inputs.shape
+    o = layer.deltas.shape[1]
+    g_u = unlearn_grad.reshape(o, q).double()
+    deltas, inputs = layer.deltas.double(), layer.inputs.double()
+    if layer.rows_are_cheaper():  # early conv layers: many positions L, small weights
+        weight_rows = torch.einsum("kol,kql->koq", deltas, inputs).flatten(1)
+        gram += weight_rows @ weight_rows.T
+        along += weight_rows @ g_u.reshape(-1)
+        return
+    along += (torch.einsum("oq,kql->kol", g_u, inputs) * deltas).sum((1, 2))
+    for i in _chunks(k, 2 * k * length * length):
+        delta_dots = torch.einsum("iol,jom->ijlm", deltas[i], deltas)
+        input_dots = torch.einsum("iql,jqm->ijlm", inputs[i], inputs)
+        gram[i] += (delta_dots * input_dots).sum((2, 3))
+
+
+def ghost_gram(model, params: dict, inputs, targets, loss_fn: Callable, unlearn_grad: dict):
+    """K = GGᵀ, b = G·g_u (float64) and the per-sample losses, from one batched forward+backward.
+
+    Returns also `combine(w) -> {name: Σᵢ wᵢgᵢ}`, valid until the next call.
+    """
+    import torch
+
+    owners = {name: _owner(model, name) for name in params}
+    modules = {id(module): module for module, _ in owners.values()}
+    captured: dict[int, tuple] = {}
+
+    def keep(module, args, output):
+        if id(module) in captured:
+            raise ValueError(f"{type(module).__name__} is called twice in one forward; the gram backend needs "
+                             "each layer once")
+        captured[id(module)] = (args[0].detach(), output)
+        # the rest of the model gets a copy: an in-place op downstream (ReLU(inplace=True) after a
+        # BatchNorm or a conv, `out += identity`) would otherwise turn `output` into a later tensor
+        return output.clone()
+
+    handles = [module.register_forward_hook(keep) for module in modules.values()]
+    try:
+        outputs = forward(model, inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    size = batch_len(inputs)
+    keys = list(captured)
+    deltas = torch.autograd.grad(loss_fn(outputs, targets) * size, [captured[key][1] for key in keys],
+                                 allow_unused=True, materialize_grads=True)
+    layers = {key: _Layer(modules[key], captured[key][0], delta.detach()) for key, delta in zip(keys, deltas)}
+    device = next(iter(params.values())).device
+    gram = torch.zeros(size, size, dtype=torch.float64, device=device)
+    along = torch.zeros(size, dtype=torch.float64, device=device)
+    for name, (module, attribute) in owners.items():
+        layer = layers[id(module)]
+        if attribute == "weight" and not isinstance(module, torch.nn.BatchNorm2d):
+            _add_weight(layer, unlearn_grad[name], gram, along)
+        else:
+            small = layer.small_rows(attribute).double()
+            gram += small @ small.T
+            along += small @ unlearn_grad[name].double().reshape(-1)
+    with torch.no_grad():
+        losses = torch.stack([loss_fn(rows(outputs, i, i + 1), rows(targets, i, i + 1)) for i in range(size)])
+
+    def combine(weights) -> dict:
+        """Σᵢ wᵢgᵢ per trainable tensor, straight from the kept inputs and output gradients."""
+        weights = weights.to(device)
+        result = {}
+        for name, (module, attribute) in owners.items():
+            layer = layers[id(module)]
+            if attribute == "weight" and not isinstance(module, torch.nn.BatchNorm2d):
+                value = torch.einsum("k,kol,kql->oq", weights, layer.deltas.double(), layer.inputs.double())
+            else:
+                value = weights @ layer.small_rows(attribute).double()
+            result[name] = value.reshape(params[name].shape).to(params[name].dtype)
+        return result
+
+    return gram, along, losses.detach(), combine

@@ -4,7 +4,8 @@ Same model (resnet18 at 32 px trained on the real digits, LoRA r=8 on every conv
 batches (32 forget images, k retain images), measured side by side in one run, median of repeats.
 NegGrad+ is the shipped `neggrad_plus` method (two ordinary backward passes) with the same
 normalised update. OrthoGrad runs per_tensor scope with the
-default per-sample backend (hooks) and projection solver (gram), and with vmap and QR for comparison.
+default per-sample backend (hooks) and projection solver (gram), and with vmap and QR for comparison;
+then global scope with hooks, and with the memory-light gram backend (no per-sample gradients stored).
 
 Run: python benchmarks/step_cost.py [--ks 16,64,128] [--repeats 5]
 """
@@ -70,20 +71,23 @@ def main(argv: list[str] | None = None) -> None:
     where = torch.cuda.get_device_name() if device == "cuda" else f"cpu, {torch.get_num_threads()} threads"
     print(f"resnet18 32px, LoRA r={recipe.lora.r}: {sum(p.numel() for p in params.values()):,} trainable, "
           f"{where}, median of {args.repeats}")
-    configs = {  # label -> (per-sample backend, projection solver)
-        "default (hooks, gram)": ("auto", "gram"),
-        "vmap, gram": ("vmap", "gram"),
-        "vmap, qr": ("vmap", "qr"),
+    configs = {  # label -> (per-sample backend, projection solver, scope)
+        "default (hooks, gram)": ("auto", "gram", "per_tensor"),
+        "vmap, gram": ("vmap", "gram", "per_tensor"),
+        "vmap, qr": ("vmap", "qr", "per_tensor"),
+        "hooks, global": ("auto", "gram", "global"),
+        "gram backend, global": ("gram", "gram", "global"),
     }
-    print(f"{'k':>5} {'NegGrad+ s':>11} " + " ".join(f"{label:>22}" for label in configs) + "   (per_tensor scope)")
+    print(f"{'k':>5} {'NegGrad+ s':>11} " + " ".join(f"{label:>22}" for label in configs))
     for k in [int(v) for v in args.ks.split(",")]:
         retain_batch = (train.inputs[100:100 + k], train.labels[100:100 + k])
         base = median_time(lambda: neggrad_plus_step(model, params, forget_batch, retain_batch, recipe.method),
                            args.repeats)
         cells = []
-        for backend, solver in configs.values():
+        for backend, solver, scope in configs.values():
             spec = recipe.method.model_copy(deep=True)
             spec.retain_batch_size, spec.per_sample.backend, spec.projection.solver = k, backend, solver
+            spec.projection.scope = scope
             ortho = median_time(lambda: orthograd_step(model, params, forget_batch, retain_batch, spec), args.repeats)
             cells.append(f"{ortho:.3f} s = {ortho / base:.2f}x")
         print(f"{k:>5} {base:>11.3f} " + " ".join(f"{cell:>22}" for cell in cells))

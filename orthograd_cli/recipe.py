@@ -116,6 +116,9 @@ class Recipe(_Section):
     eval: EvalSpec = Field(default_factory=EvalSpec)
     seed: int = Field(0, ge=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["float32", "bf16"] = Field(
+        "float32", description="bf16: unlearning forward/backward passes under autocast(bfloat16); gradients, "
+                               "projection (float64) and update stay in float32 or higher. Evaluation runs in float32")
 
 
 def shipped_recipes_dir() -> Path:

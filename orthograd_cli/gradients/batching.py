@@ -8,10 +8,43 @@ alike.
 
 from __future__ import annotations
 
+import contextlib
+from contextvars import ContextVar
+
+# (device type, dtype) when the passes run under autocast (`precision: bf16`), else None
+_AUTOCAST: ContextVar = ContextVar("orthograd_autocast", default=None)
+
+
+@contextlib.contextmanager
+def pass_precision(precision: str, device: str):
+    """Within this block, `forward` runs the model under autocast(bfloat16) for `precision: bf16`.
+
+    Only the model's forward (and so its backward) is lowered: outputs come back as float32, and
+    the per-sample gradients, the projection and the update, computed outside `forward`, stay in
+    float32 or float64. Parameters stay float32, so their gradients do too.
+    """
+    import torch
+
+    setting = (torch.device(device).type, torch.bfloat16) if precision == "bf16" else None
+    token = _AUTOCAST.set(setting)
+    try:
+        yield
+    finally:
+        _AUTOCAST.reset(token)
+
 
 def forward(model, inputs):
-    """model(inputs), or model(*inputs) for a tuple batch."""
-    return model(*inputs) if isinstance(inputs, tuple) else model(inputs)
+    """model(inputs), or model(*inputs) for a tuple batch; under `pass_precision("bf16")`, in bfloat16."""
+    setting = _AUTOCAST.get()
+    if setting is None:
+        return model(*inputs) if isinstance(inputs, tuple) else model(inputs)
+    import torch
+
+    with torch.autocast(device_type=setting[0], dtype=setting[1]):
+        outputs = model(*inputs) if isinstance(inputs, tuple) else model(inputs)
+    if isinstance(outputs, tuple):
+        return tuple(o.float() if o.is_floating_point() else o for o in outputs)
+    return outputs.float()
 
 
 def batch_len(batch) -> int:

@@ -54,6 +54,7 @@ class _Layer:
         import torch.nn.functional as F
 
         self.module = module
+        layer_input, delta = layer_input.float(), delta.float()  # bf16 under autocast
         k = layer_input.shape[0]
         if isinstance(module, nn.Linear):
             self.inputs = layer_input.reshape(k, -1, layer_input.shape[-1]).transpose(1, 2)

@@ -90,7 +90,8 @@ def hook_grads(model, params: dict, inputs, labels, loss_fn: Callable):
     grads = {}
     for name, (module, attribute) in owners.items():
         layer_input, _ = captured[id(module)]
-        delta = delta_of[id(module)]
+        # under bf16 autocast the captured tensors are bf16: form the gradients in float32
+        layer_input, delta = layer_input.float(), delta_of[id(module)].float()
         grads[name] = _weight_grad(module, layer_input, delta) if attribute == "weight" else _bias_grad(module, delta)
     with torch.no_grad():
         losses = torch.stack([loss_fn(rows(outputs, i, i + 1), rows(labels, i, i + 1)) for i in range(size)])

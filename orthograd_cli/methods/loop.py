@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from orthograd_cli.errors import NumericalError, UsageError
+from orthograd_cli.gradients.batching import pass_precision
 from orthograd_cli.gradients.projection import global_norm
 from orthograd_cli.recipe import Recipe
 
@@ -123,7 +124,8 @@ def run_unlearning(model, params: dict, forget_set, retain_set, check_set, recip
                 ids_digest.update("\n".join(retain_set.manifest.samples[i].id for i in retain_index.tolist()).encode())
                 forget_batch = forget_set.batch(forget_index, device)
                 retain_batch = retain_set.batch(retain_index, device)
-                direction = direction_fn(model, params, forget_batch, retain_batch, spec, loss_fn)
+                with pass_precision(recipe.precision, device):
+                    direction = direction_fn(model, params, forget_batch, retain_batch, spec, loss_fn)
                 _check_finite(direction, step)
                 apply_update(params, direction.update, spec.lr, optimizer)
                 result.steps = step

@@ -76,3 +76,33 @@ def test_vit_lora_targets_skip_attention_and_hooks_grads_equal_the_loop():
     slow, _ = per_sample_grads(model, params, inputs, labels, mean_loss, "loop")
     for name in params:
         assert float((fast[name] - slow[name]).norm() / slow[name].norm()) <= 1e-4, name
+
+
+@pytest.mark.slow
+def test_full_parameter_unlearning_with_the_memory_light_gram_backend(cli, trained_model, digits, tmp_path):
+    """The shipped full-parameter recipe (gram backend) forgets digit 7 and keeps the other classes."""
+    folder = digits / "class7"
+    result = cli("forget", trained_model, "--forget", folder / "forget.csv", "--retain", folder / "retain.csv",
+                 "--test", folder / "test.csv", "--recipe", "resnet18_digits_full_params", "--out", tmp_path / "run",
+                 "--quiet", "--json")
+    assert result.code == 0, result.err
+    report = json.loads(result.out)
+    assert report["recipe"]["method"]["per_sample"]["backend"] == "gram"
+    before, after = report["metrics"]["before"], report["metrics"]["after"]
+    assert after["forget_acc"]["value"] == 0.0
+    assert after["test_acc"]["value"] >= before["test_acc"]["value"] - 0.03
+    assert report["diagnostics"]["retain_rank"]["max"] == 64
+
+
+@pytest.mark.slow
+def test_bf16_passes_forget_a_class_like_float32(cli, trained_model, digits, tmp_path):
+    folder = digits / "class7"
+    result = cli("forget", trained_model, "--forget", folder / "forget.csv", "--retain", folder / "retain.csv",
+                 "--test", folder / "test.csv", "--recipe", "resnet18_digits_class", "--set", "precision=bf16",
+                 "--out", tmp_path / "run", "--quiet", "--json")
+    assert result.code == 0, result.err
+    report = json.loads(result.out)
+    before, after = report["metrics"]["before"], report["metrics"]["after"]
+    assert report["recipe"]["precision"] == "bf16"
+    assert after["forget_acc"]["value"] == 0.0
+    assert after["test_acc"]["value"] >= before["test_acc"]["value"] - 0.02

@@ -16,7 +16,6 @@ import torch
 
 from orthograd_cli.gradients.ghost import ghost_gram, supports
 from orthograd_cli.gradients.per_sample import batch_grad, per_sample_grads
-from orthograd_cli.gradients.projection import project
 from orthograd_cli.jobs.forget import trainable_model
 from orthograd_cli.loading import load_checkpoint_and_info
 from orthograd_cli.methods.loop import apply_update

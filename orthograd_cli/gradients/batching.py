@@ -54,3 +54,10 @@ def batch_len(batch) -> int:
 def rows(batch, start: int, stop: int):
     """Rows start:stop of a tensor or of every tensor in a tuple batch."""
     return tuple(part[start:stop] for part in batch) if isinstance(batch, tuple) else batch[start:stop]
+
+
+def at_least_float32(tensor):
+    """bf16/fp16 tensors (captured under autocast) as float32; float32 and float64 unchanged."""
+    import torch
+
+    return tensor.float() if tensor.dtype in (torch.bfloat16, torch.float16) else tensor

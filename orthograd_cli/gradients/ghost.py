@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from orthograd_cli.gradients.batching import batch_len, forward, rows
+from orthograd_cli.gradients.batching import at_least_float32, batch_len, forward, rows
 
 CHUNK_ELEMENTS = 1 << 24  # float64 elements per temporary block of ghost products (128 MiB)
 ROWS_BYTES = 1 << 30  # the most one layer's explicit per-sample gradients may take
@@ -54,7 +54,7 @@ class _Layer:
         import torch.nn.functional as F
 
         self.module = module
-        layer_input, delta = layer_input.float(), delta.float()  # bf16 under autocast
+        layer_input, delta = at_least_float32(layer_input), at_least_float32(delta)  # bf16 under autocast
         k = layer_input.shape[0]
         if isinstance(module, nn.Linear):
             self.inputs = layer_input.reshape(k, -1, layer_input.shape[-1]).transpose(1, 2)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from orthograd_cli.gradients.batching import batch_len, forward, rows
+from orthograd_cli.gradients.batching import at_least_float32, batch_len, forward, rows
 
 
 def _owner(model, param_name: str):
@@ -86,13 +86,24 @@ def hook_grads(model, params: dict, inputs, labels, loss_fn: Callable):
     keys = list(captured)
     deltas = torch.autograd.grad(total, [captured[key][1] for key in keys], allow_unused=True,
                                  materialize_grads=True)
-    delta_of = dict(zip(keys, deltas))
-    grads = {}
-    for name, (module, attribute) in owners.items():
-        layer_input, _ = captured[id(module)]
-        # under bf16 autocast the captured tensors are bf16: form the gradients in float32
-        layer_input, delta = layer_input.float(), delta_of[id(module)].float()
-        grads[name] = _weight_grad(module, layer_input, delta) if attribute == "weight" else _bias_grad(module, delta)
     with torch.no_grad():
         losses = torch.stack([loss_fn(rows(outputs, i, i + 1), rows(labels, i, i + 1)) for i in range(size)])
+    # keep only what the outer products need, and free each layer's buffers once its rows are formed:
+    # peak memory is then the rows plus one layer's inputs, not the rows plus every layer's
+    kept = {key: (captured[key][0], delta) for key, delta in zip(keys, deltas)}
+    captured.clear()
+    del deltas, outputs, total
+    by_module: dict[int, list] = {}
+    for name, (module, attribute) in owners.items():
+        by_module.setdefault(id(module), []).append((name, module, attribute))
+    grads = {}
+    for key, members in by_module.items():
+        layer_input, delta = kept.pop(key)
+        # under bf16 autocast the captured tensors are bf16: form the gradients in float32
+        layer_input, delta = at_least_float32(layer_input), at_least_float32(delta)
+        for name, module, attribute in members:
+            grads[name] = _weight_grad(module, layer_input, delta) if attribute == "weight" else \
+                _bias_grad(module, delta)
+        del layer_input, delta
+    grads = {name: grads[name] for name in params}  # the caller's order
     return grads, losses

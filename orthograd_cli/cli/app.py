@@ -78,22 +78,40 @@ def _terminated(signum, frame) -> None:
     raise SystemExit(143)  # unwinds like Ctrl-C, so temporary outputs are removed
 
 
-def _install_signal_handlers() -> None:
+def _install_signal_handlers() -> dict:
     """Ctrl-C must interrupt even when the shell started us with SIGINT ignored (background jobs);
-    SIGTERM (schedulers, `timeout`) cleans up the same way."""
+    SIGTERM (schedulers, `timeout`) cleans up the same way. Returns the handlers they replace."""
     import signal
 
+    previous = {signal.SIGINT: signal.getsignal(signal.SIGINT), signal.SIGTERM: signal.getsignal(signal.SIGTERM)}
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _terminated)
+    return previous
+
+
+def _restore_signal_handlers(previous: dict) -> None:
+    """main() called in-process (tests, notebooks) leaves the caller's handlers as they were."""
+    import signal
+
+    for signum, handler in previous.items():
+        if handler is not None:  # None: installed outside Python, cannot be put back
+            signal.signal(signum, handler)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app; known errors become one line on stderr and an exit code."""
+    previous_handlers = _install_signal_handlers()
+    try:
+        _run(argv)
+    finally:
+        _restore_signal_handlers(previous_handlers)
+
+
+def _run(argv: list[str] | None) -> None:
     import click
 
     from orthograd_cli.errors import OrthogradError
 
-    _install_signal_handlers()
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get("ORTHOGRAD_DEBUG") == "1"
     command = typer.main.get_command(app)

@@ -49,3 +49,11 @@ def test_sigkill_leaves_only_a_temporary_that_the_next_run_ignores(cli, trained_
                  "--out", out, "--quiet", "--json")
     assert result.code == 0, result.err
     assert (out / "model.safetensors").exists() and (out / "report.json").exists()
+
+
+def test_main_in_process_restores_the_callers_signal_handlers(cli):
+    """Tests and notebooks call main() in-process: its SIGINT/SIGTERM handlers must not outlive it."""
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    assert cli("recipes", "ls").code == 0
+    assert cli("evaluate", "missing.safetensors", "--test", "missing.csv").code != 0
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before

@@ -13,7 +13,7 @@ Examples:
 
   orthograd demo            # about a minute on 2 CPU cores; writes ./orthograd-demo/{class,sample}/
 
-  orthograd demo asr        # speech: about 2 minutes the first time; needs espeak-ng; ./orthograd-demo/speaker/
+  orthograd demo asr        # speech: under 2 minutes the first time; needs espeak-ng; ./orthograd-demo/speaker/
 """
 
 

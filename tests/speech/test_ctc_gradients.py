@@ -145,3 +145,17 @@ def test_gram_backend_ghost_products_match_hooks_rows_on_padded_speech(utterance
     for name in params:
         assert torch.allclose(combined[name], torch.einsum("k,k...->...", weights, rows[name]), rtol=1e-9,
                               atol=1e-14), name
+
+
+@pytest.mark.parametrize("arch, width", [("wav2vec2_base", 768), ("hubert_base", 768), ("wav2vec2_large", 1024)])
+def test_torchaudio_builders_get_a_ctc_head_sized_by_the_vocabulary(arch, width):
+    """Built on the meta device (no memory): the registry hands the vocabulary size to `aux_num_out`."""
+    from orthograd_cli.models.lora import default_target_modules
+    from orthograd_cli.models.registry import ModelInfo
+
+    vocab = ["<blank>", " "] + list("abcdefghijklmnopqrstuvwxyz'")
+    with torch.device("meta"):
+        model = build_model(ModelInfo(arch=arch, num_classes=len(vocab), task="asr", vocab=vocab, sample_rate=16000))
+    assert tuple(model.state_dict()["aux.weight"].shape) == (len(vocab), width)
+    targets = default_target_modules(model)
+    assert targets and all(t.rsplit(".", 1)[1] in ("q_proj", "k_proj", "v_proj", "out_proj") for t in targets)

@@ -22,7 +22,7 @@ from orthograd_cli.data.manifest import read_manifest
 from orthograd_cli.gradients.per_sample import per_sample_grads
 from orthograd_cli.jobs.demo import cache_dir, demo_checkpoint
 from orthograd_cli.jobs.forget import trainable_model
-from orthograd_cli.loading import load_checkpoint_and_info
+from orthograd_cli.loading import load_checkpoint_and_info, pick_device
 from orthograd_cli.methods.loop import apply_update
 from orthograd_cli.methods.neggrad_plus import neggrad_plus_direction
 from orthograd_cli.methods.orthograd import orthograd_direction
@@ -53,13 +53,18 @@ def median_time(fn, repeats: int) -> float:
     return statistics.median(timed() for _ in range(repeats))
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse_args(argv: list[str] | None = None):
+    """--ks, --repeats and --device (shared with step_cost_asr.py); returns (args, resolved device)."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--ks", default="16,64,128")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     args = parser.parse_args(argv)
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    return args, pick_device(args.device)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args, device = parse_args(argv)
 
     data = build_digits(cache_dir() / "digits")
     recipe = Recipe()

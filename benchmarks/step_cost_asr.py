@@ -8,10 +8,8 @@ the hooks backend (vmap cannot run F.ctc_loss). Builds the corpus and model on f
 Run: python benchmarks/step_cost_asr.py [--ks 16,64,128] [--repeats 5]
 """
 
-import argparse
-
 import torch
-from step_cost import median_time
+from step_cost import median_time, parse_args
 
 from orthograd_cli.data.audio import load_audio_set
 from orthograd_cli.data.manifest import read_manifest
@@ -35,12 +33,7 @@ def step(direction_fn, model, params, forget_batch, retain_batch, spec):
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--ks", default="16,64,128")
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    args = parser.parse_args(argv)
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    args, device = parse_args(argv)
 
     corpus = build_speech_corpus(cache_dir() / "speech")
     recipe, _ = load_recipe("wav2vec2_model_espeak_speaker")

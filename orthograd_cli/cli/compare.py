@@ -33,7 +33,7 @@ def compare(
     overrides: options.Set = None,
     arch: options.Arch = None,
     as_json: options.Json = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    quiet: options.Quiet = False,
 ) -> None:
     """Run several unlearning methods on the same inputs; a table sorted by UIS (mean ± std over seeds)."""
     from rich.table import Table

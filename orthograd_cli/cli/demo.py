@@ -27,7 +27,7 @@ def demo(
                                                   "asr: forget one speaker from a speech recogniser.")] = Scenario.image,
     out: Annotated[Path, typer.Option("--out", "-o", help="Where the two runs are written.")] = Path("orthograd-demo"),
     as_json: options.Json = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    quiet: options.Quiet = False,
 ) -> None:
     """Forget digit class 7, then a random 10 % of samples, from a resnet18 trained on real handwritten digits
     (or, with `asr`, one espeak-ng voice from a small wav2vec2 speech recogniser)."""

@@ -40,7 +40,7 @@ def forget(
     overrides: options.Set = None,
     arch: options.Arch = None,
     as_json: options.Json = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    quiet: options.Quiet = False,
     plot: Annotated[Optional[Path], typer.Option(
         "--plot", help="Also draw the trade-off over the run (forget vs test, at each check) as a PNG.")] = None,
 ) -> None:

@@ -35,13 +35,14 @@ def pass_precision(precision: str, device: str):
 
 def forward(model, inputs):
     """model(inputs), or model(*inputs) for a tuple batch; under `pass_precision("bf16")`, in bfloat16."""
+    args = inputs if isinstance(inputs, tuple) else (inputs,)
     setting = _AUTOCAST.get()
     if setting is None:
-        return model(*inputs) if isinstance(inputs, tuple) else model(inputs)
+        return model(*args)
     import torch
 
     with torch.autocast(device_type=setting[0], dtype=setting[1]):
-        outputs = model(*inputs) if isinstance(inputs, tuple) else model(inputs)
+        outputs = model(*args)
     if isinstance(outputs, tuple):
         return tuple(o.float() if o.is_floating_point() else o for o in outputs)
     return outputs.float()

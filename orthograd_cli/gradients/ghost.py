@@ -21,29 +21,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from orthograd_cli.gradients.batching import at_least_float32, batch_len, forward, rows
+from orthograd_cli.gradients.hooks import capture_layers, owner
 
 CHUNK_ELEMENTS = 1 << 24  # float64 elements per temporary block of ghost products (128 MiB)
 ROWS_BYTES = 1 << 30  # the most one layer's explicit per-sample gradients may take
-
-
-def _owner(model, param_name: str):
-    module_name, _, attribute = param_name.rpartition(".")
-    return model.get_submodule(module_name), attribute
 
 
 def supports(model, params: dict) -> bool:
     """True when every trainable tensor belongs to a Linear, ungrouped Conv2d or BatchNorm2d layer."""
     import torch.nn as nn
 
-    for name in params:
-        module, attribute = _owner(model, name)
-        if attribute not in ("weight", "bias"):
-            return False
-        conv = isinstance(module, nn.Conv2d) and module.groups == 1 and module.padding_mode == "zeros"
-        if not (isinstance(module, (nn.Linear, nn.BatchNorm2d)) or conv):
-            return False
-    return True
+    from orthograd_cli.gradients import hooks
+
+    return hooks.supports(model, params, extra=(nn.BatchNorm2d,))
 
 
 class _Layer:
@@ -54,7 +44,6 @@ class _Layer:
         import torch.nn.functional as F
 
         self.module = module
-        layer_input, delta = at_least_float32(layer_input), at_least_float32(delta)  # bf16 under autocast
         k = layer_input.shape[0]
         if isinstance(module, nn.Linear):
             self.inputs = layer_input.reshape(k, -1, layer_input.shape[-1]).transpose(1, 2)
@@ -116,30 +105,11 @@ def ghost_gram(model, params: dict, inputs, targets, loss_fn: Callable, unlearn_
     """
     import torch
 
-    owners = {name: _owner(model, name) for name in params}
+    owners = {name: owner(model, name) for name in params}
     modules = {id(module): module for module, _ in owners.values()}
-    captured: dict[int, tuple] = {}
-
-    def keep(module, args, output):
-        if id(module) in captured:
-            raise ValueError(f"{type(module).__name__} is called twice in one forward; the gram backend needs "
-                             "each layer once")
-        captured[id(module)] = (args[0].detach(), output)
-        # the rest of the model gets a copy: an in-place op downstream (ReLU(inplace=True) after a
-        # BatchNorm or a conv, `out += identity`) would otherwise turn `output` into a later tensor
-        return output.clone()
-
-    handles = [module.register_forward_hook(keep) for module in modules.values()]
-    try:
-        outputs = forward(model, inputs)
-    finally:
-        for handle in handles:
-            handle.remove()
-    size = batch_len(inputs)
-    keys = list(captured)
-    deltas = torch.autograd.grad(loss_fn(outputs, targets) * size, [captured[key][1] for key in keys],
-                                 allow_unused=True, materialize_grads=True)
-    layers = {key: _Layer(modules[key], captured[key][0], delta.detach()) for key, delta in zip(keys, deltas)}
+    captured, losses = capture_layers(model, params, inputs, targets, loss_fn)
+    layers = {key: _Layer(modules[key], layer_input, delta) for key, (layer_input, delta) in captured.items()}
+    size = len(losses)
     device = next(iter(params.values())).device
     gram = torch.zeros(size, size, dtype=torch.float64, device=device)
     along = torch.zeros(size, dtype=torch.float64, device=device)
@@ -151,9 +121,6 @@ def ghost_gram(model, params: dict, inputs, targets, loss_fn: Callable, unlearn_
             small = layer.small_rows(attribute).double()
             gram += small @ small.T
             along += small @ unlearn_grad[name].double().reshape(-1)
-    with torch.no_grad():
-        losses = torch.stack([loss_fn(rows(outputs, i, i + 1), rows(targets, i, i + 1)) for i in range(size)])
-
     def combine(weights) -> dict:
         """Σᵢ wᵢgᵢ per trainable tensor, straight from the kept inputs and output gradients."""
         weights = weights.to(device)
@@ -167,4 +134,4 @@ def ghost_gram(model, params: dict, inputs, targets, loss_fn: Callable, unlearn_
             result[name] = value.reshape(params[name].shape).to(params[name].dtype)
         return result
 
-    return gram, along, losses.detach(), combine
+    return gram, along, losses, combine

@@ -17,23 +17,67 @@ from collections.abc import Callable
 from orthograd_cli.gradients.batching import at_least_float32, batch_len, forward, rows
 
 
-def _owner(model, param_name: str):
+def owner(model, param_name: str):
+    """(module, "weight" | "bias" | ...) that a parameter name points to."""
     module_name, _, attribute = param_name.rpartition(".")
     return model.get_submodule(module_name), attribute
 
 
-def supports(model, params: dict) -> bool:
-    """True when every trainable tensor is the weight or bias of a Linear or ungrouped Conv2d."""
+def plain_layer(module, extra: tuple = ()) -> bool:
+    """Linear, an ungrouped zero-padded Conv2d, or one of the `extra` layer types."""
     import torch.nn as nn
 
+    conv = isinstance(module, nn.Conv2d) and module.groups == 1 and module.padding_mode == "zeros"
+    return conv or isinstance(module, (nn.Linear, *extra))
+
+
+def supports(model, params: dict, extra: tuple = ()) -> bool:
+    """True when every trainable tensor is the weight or bias of a Linear or ungrouped Conv2d
+    (or of an `extra` layer type)."""
     for name in params:
-        module, attribute = _owner(model, name)
-        if attribute not in ("weight", "bias"):
-            return False
-        if not (isinstance(module, nn.Linear) or (isinstance(module, nn.Conv2d) and module.groups == 1
-                                                  and module.padding_mode == "zeros")):
+        module, attribute = owner(model, name)
+        if attribute not in ("weight", "bias") or not plain_layer(module, extra):
             return False
     return True
+
+
+def capture_layers(model, params: dict, inputs, labels, loss_fn: Callable):
+    """One batched forward and backward with hooks on the layers that own `params`.
+
+    Returns ({module id: [layer input, output gradient δ]}, per-sample losses (k,)). A mean loss
+    times the batch size is the sum of per-sample losses, whose output gradients are the δ_i.
+    Inputs and δ come back in float32 or higher (they are bf16 under autocast).
+    """
+    import torch
+
+    modules = {id(module): module for module, _ in (owner(model, name) for name in params)}
+    captured: dict[int, tuple] = {}
+
+    def keep(module, args, output):
+        if id(module) in captured:
+            raise ValueError(f"{type(module).__name__} is called twice in one forward; per-sample gradients "
+                             "from hooks need each layer once (use the vmap backend)")
+        captured[id(module)] = (args[0].detach(), output)
+        # the rest of the model gets a copy: an in-place op downstream (ReLU(inplace=True) after a
+        # BatchNorm or a conv, `out += identity`) would otherwise turn `output` into a later tensor
+        return output.clone()
+
+    handles = [module.register_forward_hook(keep) for module in modules.values()]
+    try:
+        outputs = forward(model, inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    size = batch_len(inputs)
+    keys = list(captured)
+    deltas = torch.autograd.grad(loss_fn(outputs, labels) * size, [captured[key][1] for key in keys],
+                                 allow_unused=True, materialize_grads=True)
+    with torch.no_grad():
+        losses = torch.stack([loss_fn(rows(outputs, i, i + 1), rows(labels, i, i + 1)) for i in range(size)])
+    # the outputs (and with them the graph) are released here; only inputs and δ stay
+    layers = {key: [at_least_float32(captured[key][0]), at_least_float32(delta.detach())]
+              for key, delta in zip(keys, deltas)}
+    return layers, losses.detach()
 
 
 def _weight_grad(module, inputs, delta):
@@ -60,50 +104,18 @@ def _bias_grad(module, delta):
 
 def hook_grads(model, params: dict, inputs, labels, loss_fn: Callable):
     """({name: (k, *shape)}, per-sample losses (k,)) for Linear/Conv2d parameters; see `supports`."""
-    import torch
-
-    owners = {name: _owner(model, name) for name in params}
-    modules = {id(module): module for module, _ in owners.values()}
-    captured: dict[int, tuple] = {}
-
-    def keep(module, args, output):
-        if id(module) in captured:
-            raise ValueError(f"{type(module).__name__} is called twice in one forward; use the vmap backend")
-        captured[id(module)] = (args[0].detach(), output)
-        # the rest of the model gets a copy: an in-place op downstream (ReLU(inplace=True) after a
-        # BatchNorm or a conv, `out += identity`) would otherwise turn `output` into a later tensor
-        return output.clone()
-
-    handles = [module.register_forward_hook(keep) for module in modules.values()]
-    try:
-        outputs = forward(model, inputs)
-    finally:
-        for handle in handles:
-            handle.remove()
-    # a mean loss times the batch size is the sum of per-sample losses, whose output gradients are δ_i
-    size = batch_len(inputs)
-    total = loss_fn(outputs, labels) * size
-    keys = list(captured)
-    deltas = torch.autograd.grad(total, [captured[key][1] for key in keys], allow_unused=True,
-                                 materialize_grads=True)
-    with torch.no_grad():
-        losses = torch.stack([loss_fn(rows(outputs, i, i + 1), rows(labels, i, i + 1)) for i in range(size)])
-    # keep only what the outer products need, and free each layer's buffers once its rows are formed:
-    # peak memory is then the rows plus one layer's inputs, not the rows plus every layer's
-    kept = {key: (captured[key][0], delta) for key, delta in zip(keys, deltas)}
-    captured.clear()
-    del deltas, outputs, total
+    layers, losses = capture_layers(model, params, inputs, labels, loss_fn)
     by_module: dict[int, list] = {}
-    for name, (module, attribute) in owners.items():
+    for name in params:
+        module, attribute = owner(model, name)
         by_module.setdefault(id(module), []).append((name, module, attribute))
+    # free each layer's buffers once its rows are formed: peak memory is then the rows plus one
+    # layer's inputs, not the rows plus every layer's
     grads = {}
     for key, members in by_module.items():
-        layer_input, delta = kept.pop(key)
-        # under bf16 autocast the captured tensors are bf16: form the gradients in float32
-        layer_input, delta = at_least_float32(layer_input), at_least_float32(delta)
+        layer_input, delta = layers.pop(key)
         for name, module, attribute in members:
             grads[name] = _weight_grad(module, layer_input, delta) if attribute == "weight" else \
                 _bias_grad(module, delta)
         del layer_input, delta
-    grads = {name: grads[name] for name in params}  # the caller's order
-    return grads, losses
+    return {name: grads[name] for name in params}, losses  # the caller's order

@@ -41,10 +41,9 @@ def inspect(
     if forget_csv:
         spec, _ = load_recipe(recipe, overrides)
         conflict = gradient_conflict(str(model), {"forget": forget_csv, "retain": retain_csv}, spec, arch, batches)
-        cosines = conflict.pop("_cosines")
         report["gradient_conflict"] = conflict
         if plot:
-            conflict_histogram(cosines, str(plot))
+            conflict_histogram([entry["cosine"] for entry in conflict["retain_cosines"]], str(plot))
 
     def human() -> None:
         out = Output()
@@ -63,14 +62,15 @@ def inspect(
             conflict_table.add_row("cos(g_u, mean retain grad)", f"{c['cosine_forget_vs_mean_retain']:+.4f}")
             conflict_table.add_row("cos(g_u, each retain grad)", "  ".join(
                 f"{k} {each[k]:+.3f}" for k in ("min", "q1", "median", "q3", "max")))
-            conflict_table.add_row("share of retain samples in conflict", f"{each['share_negative']:.1%}")
+            conflict_table.add_row("share of retain samples in conflict (cos > 0: ascent raises their loss)",
+                                   f"{c['share_in_conflict']:.1%}")
             conflict_table.add_row("retain rank (numerical / effective)",
                                    f"{c['retain_numerical_rank']} / {c['retain_effective_rank']:.1f} of k={c['retain_batch_size']}")
             conflict_table.add_row("share of ‖g_u‖ removed (per_tensor / global)",
                                    f"{c['share_of_forget_grad_removed']['per_tensor']:.1%} / "
                                    f"{c['share_of_forget_grad_removed']['global']:.1%}")
             conflict_table.add_row("strongest conflicts", ", ".join(
-                f"{s['id']} ({s['cosine']:+.2f})" for s in c["strongest_conflicts"]))
+                f"{s['id']} ({s['cosine']:+.2f})" for s in c["strongest_conflicts"]) or "none")
             out.table(conflict_table)
             if plot:
                 print(f"wrote {plot}")

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 class ProjectionStats:
     retain_rank: int  # rank of G_r (global) or the largest per-tensor rank
     kept_norm_ratio: float  # ‖g⊥‖ / ‖g_u‖
-    conflict_share: float  # share of retain samples whose gradient has a negative dot with g_u
+    conflict_share: float  # share of retain samples that plain ascent hurts (gradients/conflict.py)
 
 
 def _span_projector(rows, rank_tol: float):
@@ -129,12 +129,14 @@ def project(unlearn_grad: dict, retain_rows: dict, scope: str = "per_tensor", ra
 
 
 def projection_stats(unlearn_grad: dict, projected: dict, retain_rows: dict, retain_rank: int) -> ProjectionStats:
+    from orthograd_cli.gradients.conflict import conflict_share
+
     k = next(iter(retain_rows.values())).shape[0]
     dots = sum(retain_rows[n].reshape(k, -1) @ unlearn_grad[n].reshape(-1) for n in unlearn_grad)
     return ProjectionStats(
         retain_rank=retain_rank,
         kept_norm_ratio=float(global_norm(projected) / global_norm(unlearn_grad).clamp_min(1e-30)),
-        conflict_share=float((dots < 0).float().mean()),
+        conflict_share=conflict_share(dots),
     )
 
 

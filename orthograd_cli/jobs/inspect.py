@@ -49,6 +49,8 @@ def gradient_conflict(model_path: str, manifests: dict, recipe: Recipe, arch: st
     """Conflict between the forget gradient and each retain sample's, over the recipe's trainable parameters."""
     import torch
 
+    from orthograd_cli.gradients.conflict import DEFINITION as CONFLICT_DEFINITION
+    from orthograd_cli.gradients.conflict import conflict_share
     from orthograd_cli.gradients.per_sample import batch_grad, per_sample_grads
     from orthograd_cli.gradients.projection import project
     from orthograd_cli.jobs.forget import trainable_model
@@ -87,24 +89,29 @@ def gradient_conflict(model_path: str, manifests: dict, recipe: Recipe, arch: st
     s = spectra[0]
     p = s / s.sum().clamp_min(1e-30)
     effective_rank = float(torch.exp(-(p[p > 0] * p[p > 0].log()).sum()))
-    order = torch.argsort(all_cos)[:top]
+    strongest = torch.argsort(all_cos, descending=True)[:top]  # the largest cosines: ascent hurts them most
     return {
         "batches": batches,
         "retain_batch_size": k,
         "trainable_parameters": int(sum(p.numel() for p in params.values())),
         "cosine_forget_vs_mean_retain": sum(mean_cos) / len(mean_cos),
         "cosine_forget_vs_mean_retain_per_layer": {n: sum(v) / len(v) for n, v in layer_cos.items()},
-        "cosine_forget_vs_each_retain": {**_quantiles(all_cos), "share_negative": float((all_cos < 0).float().mean())},
+        "cosine_forget_vs_each_retain": _quantiles(all_cos),
+        "share_in_conflict": conflict_share(all_cos),
+        "conflict_definition": CONFLICT_DEFINITION,
         "retain_singular_values": [float(v) for v in s[:10]],
         "retain_effective_rank": effective_rank,
         "retain_numerical_rank": int((s > recipe.method.projection.rank_tol * s[0]).sum()),
         "share_of_forget_grad_removed": {scope: sum(v) / len(v) for scope, v in removed.items()},
-        "strongest_conflicts": [{"id": ids[i], "cosine": float(all_cos[i])} for i in order.tolist()],
-        "_cosines": all_cos.tolist(),
+        "strongest_conflicts": [{"id": ids[i], "cosine": float(all_cos[i])} for i in strongest.tolist()
+                                if all_cos[i] > 0],
+        # every retain sample's cosine with g_u, so anyone can recompute the share
+        "retain_cosines": [{"id": sample_id, "cosine": float(c)} for sample_id, c in zip(ids, all_cos.tolist())],
     }
 
 
 def conflict_histogram(cosines: list[float], path: str) -> None:
+    """Histogram of cos(g_u, g_i) over the retain samples, the conflicting side (> 0) shaded."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -114,11 +121,16 @@ def conflict_histogram(cosines: list[float], path: str) -> None:
 
     figure, axes = plt.subplots(figsize=(6, 3.5))
     axes.hist(cosines, bins=30, color="#4c72b0")
+    left, right = axes.get_xlim()
+    left, right = min(left, -0.05), max(right, 0.05)  # keep both sides of 0 in view
+    axes.axvspan(0, right, color="#dd8452", alpha=0.2, label="in conflict: ascent raises the sample's loss")
     axes.axvline(0, color="black", linewidth=1)
-    axes.set_xlabel("cosine(forget gradient, retain sample gradient)")
+    axes.set_xlim(left, right)
+    axes.set_xlabel("cosine(forget gradient g_u, retain sample gradient g_i)")
     axes.set_ylabel("retain samples")
-    axes.set_title("Gradient conflict: left of 0, ascent on the forget set raises that sample's loss")
+    axes.set_title("Gradient conflict: right of 0, ascent on the forget set raises that sample's loss")
     axes.title.set_fontsize(9)
+    axes.legend(fontsize=8, loc="upper left")
     figure.tight_layout()
     with atomic_path(Path(path)) as tmp:
         figure.savefig(tmp, format="png", dpi=120)

@@ -55,6 +55,7 @@ def _gram_direction(model, params, unlearn_grad, unlearn_loss, retain_batch, spe
     With c solving (G_r G_rᵀ) c = G_r g_u:  g⊥ = g_u − G_rᵀc, and
     d = α·mean(G_r) − (1−α)·g⊥ = G_rᵀ(α/k + (1−α)c) − (1−α)·g_u: one weighted sum of retain gradients.
     """
+    from orthograd_cli.gradients.conflict import conflict_share
     from orthograd_cli.gradients.ghost import ghost_gram
     from orthograd_cli.gradients.projection import ProjectionStats, gram_coefficients
 
@@ -69,6 +70,6 @@ def _gram_direction(model, params, unlearn_grad, unlearn_loss, retain_batch, spe
     kept_sq = unlearn_norm ** 2 - 2 * coeffs @ along + coeffs @ gram @ coeffs
     stats = ProjectionStats(retain_rank=int(rank), kept_norm_ratio=float(kept_sq.clamp_min(0).sqrt() /
                                                                          unlearn_norm.clamp_min(1e-30)),
-                            conflict_share=float((along < 0).double().mean()))
+                            conflict_share=conflict_share(along))
     return Direction(update=update, unlearn_loss=float(unlearn_loss), retain_loss=float(retain_losses.mean()),
                      unlearn_grad_norm=float(unlearn_norm), stats=stats)

@@ -188,11 +188,11 @@ def test_inspect_shows_the_checkpoint_and_gradient_conflict(cli, trained_model, 
     conflict = report["gradient_conflict"]
     each = conflict["cosine_forget_vs_each_retain"]
     assert -1 <= each["min"] <= each["median"] <= each["max"] <= 1
-    assert 0 <= each["share_negative"] <= 1
+    assert 0 <= conflict["share_in_conflict"] <= 1
     assert 1 <= conflict["retain_numerical_rank"] <= 32
     removed = conflict["share_of_forget_grad_removed"]
     assert 0 < removed["global"] <= removed["per_tensor"] <= 1  # per-tensor spans more, so removes more
-    assert len(conflict["strongest_conflicts"]) == 5
+    assert len(conflict["strongest_conflicts"]) <= 5 and len(conflict["retain_cosines"]) == 32
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     human = cli("inspect", trained_model)
     assert human.code == 0 and "resnet18" in human.out

@@ -19,10 +19,10 @@ import sys
 CHILD = r"""
 import json, resource, sys, time, torch
 from orthograd_cli.data.digits import build_digits
-from orthograd_cli.data.images import load_image_set
+from orthograd_cli.tasks.classification.data import load_image_set
 from orthograd_cli.data.manifest import read_manifest
 from orthograd_cli.jobs.demo import cache_dir, demo_checkpoint
-from orthograd_cli.jobs.forget import trainable_model
+from orthograd_cli.models.lora import trainable_model
 from orthograd_cli.loading import load_checkpoint_and_info
 from orthograd_cli.methods.neggrad_plus import neggrad_plus_direction
 from orthograd_cli.methods.orthograd import orthograd_direction
@@ -36,8 +36,8 @@ recipe, _ = load_recipe(None, ["lora.enabled=false", "method.projection.scope=gl
                                f"method.per_sample.backend={backend}", f"method.retain_batch_size={k}"])
 data = build_digits(cache_dir() / "digits")
 checkpoint, info = load_checkpoint_and_info(demo_checkpoint(data), recipe)
-model, params = trainable_model(load_model(checkpoint, info).eval(), recipe)
-train = load_image_set("train", read_manifest(data / "train.csv", num_classes=10), recipe.data)
+model, params = trainable_model(load_model(checkpoint, info).eval(), recipe, info)
+train = load_image_set("train", read_manifest(data / "train.csv", "classification", info), recipe.data)
 forget, retain = train.batch(torch.arange(32)), train.batch(torch.arange(100, 100 + k))
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 start = time.perf_counter()

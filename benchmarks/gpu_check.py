@@ -12,12 +12,12 @@ import sys
 import torch
 
 from orthograd_cli.data.digits import build_digits
-from orthograd_cli.data.images import load_image_set
+from orthograd_cli.tasks.classification.data import load_image_set
 from orthograd_cli.data.manifest import read_manifest
 from orthograd_cli.gradients.per_sample import batch_grad, per_sample_grads
 from orthograd_cli.gradients.projection import project
 from orthograd_cli.jobs.demo import cache_dir, demo_checkpoint
-from orthograd_cli.jobs.forget import trainable_model
+from orthograd_cli.models.lora import trainable_model
 from orthograd_cli.loading import load_checkpoint_and_info
 from orthograd_cli.methods.loop import apply_update
 from orthograd_cli.methods.orthograd import orthograd_direction
@@ -45,8 +45,8 @@ def main() -> int:
     recipe = Recipe()
     data = build_digits(cache_dir() / "digits")
     checkpoint, info = load_checkpoint_and_info(demo_checkpoint(data), recipe)
-    model, params = trainable_model(load_model(checkpoint, info).to(device).eval(), recipe)
-    train = load_image_set("train", read_manifest(data / "train.csv", num_classes=10), recipe.data)
+    model, params = trainable_model(load_model(checkpoint, info).to(device).eval(), recipe, info)
+    train = load_image_set("train", read_manifest(data / "train.csv", "classification", info), recipe.data)
     inputs, labels = train.inputs.to(device), train.labels.to(device)
     for step in range(3):  # mid-unlearning, so that both LoRA factors carry gradient
         direction = orthograd_direction(model, params, (inputs[:32], labels[:32]), (inputs[100:164], labels[100:164]),

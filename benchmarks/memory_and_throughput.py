@@ -17,11 +17,11 @@ import time
 CHILD = r"""
 import json, resource, sys, torch
 from orthograd_cli.data.digits import build_digits
-from orthograd_cli.data.images import load_image_set
+from orthograd_cli.tasks.classification.data import load_image_set
 from orthograd_cli.data.manifest import read_manifest
 from orthograd_cli.gradients.per_sample import per_sample_grads
 from orthograd_cli.jobs.demo import cache_dir, demo_checkpoint
-from orthograd_cli.jobs.forget import trainable_model
+from orthograd_cli.models.lora import trainable_model
 from orthograd_cli.loading import load_checkpoint_and_info
 from orthograd_cli.models.registry import load_model
 from orthograd_cli.recipe import Recipe
@@ -30,8 +30,8 @@ backend, k = sys.argv[1], int(sys.argv[2])
 data = build_digits(cache_dir() / "digits")
 recipe = Recipe()
 checkpoint, info = load_checkpoint_and_info(demo_checkpoint(data), recipe)
-model, params = trainable_model(load_model(checkpoint, info).eval(), recipe)
-train = load_image_set("train", read_manifest(data / "train.csv", num_classes=10), recipe.data)
+model, params = trainable_model(load_model(checkpoint, info).eval(), recipe, info)
+train = load_image_set("train", read_manifest(data / "train.csv", "classification", info), recipe.data)
 inputs, labels = train.inputs[:k], train.labels[:k]
 per_sample_grads(model, params, inputs[:2], labels[:2], mean_loss, backend)  # warm up lazy allocations
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -51,7 +51,7 @@ def throughput() -> float:
     import torch
 
     from orthograd_cli.data.digits import build_digits
-    from orthograd_cli.data.images import load_image_set
+    from orthograd_cli.tasks.classification.data import load_image_set
     from orthograd_cli.data.manifest import read_manifest
     from orthograd_cli.jobs.demo import cache_dir, demo_checkpoint
     from orthograd_cli.loading import load_checkpoint_and_info
@@ -62,7 +62,7 @@ def throughput() -> float:
     data = build_digits(cache_dir() / "digits")
     recipe = Recipe()
     model = load_model(*load_checkpoint_and_info(demo_checkpoint(data), recipe)).eval()
-    test = load_image_set("test", read_manifest(data / "test.csv", num_classes=10), recipe.data)
+    test = load_image_set("test", read_manifest(data / "test.csv", "classification", info), recipe.data)
     inputs = torch.cat([test.inputs] * 4)
     predict(model, inputs[:256])
     start = time.perf_counter()

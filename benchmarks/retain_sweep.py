@@ -32,7 +32,7 @@ def main() -> None:
                     f"method.projection.retain_grads={variant}", f"method.retain_batch_size={k}", f"seed={seed}"])
                 report = run_forget(str(checkpoint), {"forget": folder / "forget.csv", "retain": folder / "retain.csv",
                                                       "test": folder / "test.csv"}, recipe, sha,
-                                    str(cache_dir() / "sweep_run"), overwrite=True, progress=False)
+                                    str(cache_dir() / "sweep_run"), overwrite=True).model_dump(mode="json")
                 after = report["metrics"]["after"]
                 rows.append((after["forget_acc"]["value"], after["test_acc"]["value"], after["uis"]["value"]))
             cells = []

@@ -41,15 +41,16 @@ def main() -> None:
                                   name="wav2vec2_digits_without_voice")
     manifests = {name: voice / f"{name}.csv" for name in ("forget", "retain", "test", "forget_test")}
     recipe, sha = load_recipe(RECIPE)
-    evaluated = run_evaluate(str(model), {n: manifests[n] for n in SETS}, recipe, sha, reference_path=str(reference))
+    evaluated = run_evaluate(str(model), {n: manifests[n] for n in SETS}, recipe, sha,
+                             reference_path=str(reference)).model_dump(mode="json")
     rows = {"original": [evaluated["metrics"]], "retrained without the voice": [evaluated["reference_metrics"]]}
     steps = {}
     for label, overrides in VARIANTS.items():
         rows[label], steps[label] = [], []
         for seed in range(args.seeds):
             recipe, sha = load_recipe(RECIPE, overrides + [f"seed={seed}"])
-            report = run_forget(str(model), manifests, recipe, sha, str(cache_dir() / "speaker_run"), overwrite=True,
-                                progress=False)
+            report = run_forget(str(model), manifests, recipe, sha, str(cache_dir() / "speaker_run"), overwrite=True
+                                ).model_dump(mode="json")
             rows[label].append(report["metrics"]["after"])
             steps[label].append(report["steps"])
     print(f"forget voice {FORGET_VOICE}; WER, mean ± std over {args.seeds} seed(s) for the methods")

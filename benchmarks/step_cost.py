@@ -17,12 +17,13 @@ import time
 import torch
 
 from orthograd_cli.data.digits import build_digits
-from orthograd_cli.data.images import load_image_set
+from orthograd_cli.tasks.classification.data import load_image_set
 from orthograd_cli.data.manifest import read_manifest
 from orthograd_cli.gradients.per_sample import per_sample_grads
 from orthograd_cli.jobs.demo import cache_dir, demo_checkpoint
-from orthograd_cli.jobs.forget import trainable_model
-from orthograd_cli.loading import load_checkpoint_and_info, pick_device
+from orthograd_cli.models.lora import trainable_model
+from orthograd_cli.loading import load_checkpoint_and_info
+from orthograd_cli.runtime import pick_device
 from orthograd_cli.methods.loop import apply_update
 from orthograd_cli.methods.neggrad_plus import neggrad_plus_direction
 from orthograd_cli.methods.orthograd import orthograd_direction
@@ -69,8 +70,8 @@ def main(argv: list[str] | None = None) -> None:
     data = build_digits(cache_dir() / "digits")
     recipe = Recipe()
     checkpoint, info = load_checkpoint_and_info(demo_checkpoint(data), recipe)
-    model, params = trainable_model(load_model(checkpoint, info).to(device).eval(), recipe)
-    train = load_image_set("train", read_manifest(data / "train.csv", num_classes=10), recipe.data)
+    model, params = trainable_model(load_model(checkpoint, info).to(device).eval(), recipe, info)
+    train = load_image_set("train", read_manifest(data / "train.csv", "classification", info), recipe.data)
     train.inputs, train.labels = train.inputs.to(device), train.labels.to(device)
     forget_batch = (train.inputs[:32], train.labels[:32])
     where = torch.cuda.get_device_name() if device == "cuda" else f"cpu, {torch.get_num_threads()} threads"

@@ -11,13 +11,13 @@ Run: python benchmarks/step_cost_asr.py [--ks 16,64,128] [--repeats 5]
 import torch
 from step_cost import median_time, parse_args
 
-from orthograd_cli.data.audio import load_audio_set
+from orthograd_cli.tasks.asr.data import load_audio_set
 from orthograd_cli.data.manifest import read_manifest
 from orthograd_cli.data.speech import build_speech_corpus
 from orthograd_cli.gradients.per_sample import per_sample_grads
 from orthograd_cli.jobs.demo import cache_dir
 from orthograd_cli.jobs.demo_asr import speech_checkpoint
-from orthograd_cli.jobs.forget import trainable_model
+from orthograd_cli.models.lora import trainable_model
 from orthograd_cli.loading import load_checkpoint_and_info
 from orthograd_cli.methods.loop import apply_update
 from orthograd_cli.methods.neggrad_plus import neggrad_plus_direction
@@ -38,8 +38,8 @@ def main(argv: list[str] | None = None) -> None:
     corpus = build_speech_corpus(cache_dir() / "speech")
     recipe, _ = load_recipe("wav2vec2_model_espeak_speaker")
     checkpoint, info = load_checkpoint_and_info(speech_checkpoint(corpus), recipe)
-    model, params = trainable_model(load_model(checkpoint, info).to(device).eval(), recipe)
-    train = load_audio_set("train", read_manifest(corpus / "train.csv", task="asr", vocab=info.vocab), info.vocab,
+    model, params = trainable_model(load_model(checkpoint, info).to(device).eval(), recipe, info)
+    train = load_audio_set("train", read_manifest(corpus / "train.csv", "asr", info), info.vocab,
                            info.sample_rate)
     forget_batch = train.batch(torch.arange(420, 436), device)  # one voice's utterances
     where = torch.cuda.get_device_name() if device == "cuda" else f"cpu, {torch.get_num_threads()} threads"

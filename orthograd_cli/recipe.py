@@ -12,13 +12,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer, model_validator
 
 from orthograd_cli.errors import RecipeError, did_you_mean
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # every number finite: inf or NaN (lr=inf, alpha=nan) is refused here, not deep in a solver
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class ModelSpec(_Section):
@@ -78,8 +79,12 @@ class StopSpec(_Section):
 
 
 class MethodSpec(_Section):
-    name: Literal["orthograd", "finetune", "neggrad", "neggrad_plus", "random_label", "scrub", "salun",
-                  "gdr_gma"] = "orthograd"
+    """Settings every method shares; a method's own settings are the section named after it
+    (`method.gdr_gma.gamma`), declared by the method file (see methods/base.py)."""
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True, allow_inf_nan=False)
+
+    name: str = Field("orthograd", description="the unlearning method; `orthograd forget --help` lists them")
     lr: float = Field(0.05, gt=0, description="step length of the normalised update θ ← θ − η·d/‖d‖")
     alpha: float | None = Field(None, ge=0, le=1, description="weight of the retain term; unset: the method's "
                                 "default (orthograd 0 = pure projected ascent; neggrad_plus, random_label, scrub 0.5)")
@@ -91,6 +96,37 @@ class MethodSpec(_Section):
     per_sample: PerSampleSpec = Field(default_factory=PerSampleSpec)
     stop: StopSpec = Field(default_factory=StopSpec)
 
+    @field_validator("name")
+    @classmethod
+    def _registered(cls, name: str) -> str:
+        from orthograd_cli.methods import METHODS
+
+        if name not in METHODS:
+            hint = did_you_mean(name, METHODS)
+            raise ValueError(f"unknown method '{name}' ({hint or 'choose from ' + ', '.join(METHODS)})")
+        return name
+
+    @model_validator(mode="before")
+    @classmethod
+    def _method_sections(cls, data: Any) -> Any:
+        """Each key that is not a shared setting must be a method's own section, validated by its model."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for key, value in data.items():
+            if key in cls.model_fields:
+                continue
+            settings = _settings_model(key)
+            if settings is None:
+                raise _error_at(key, "extra_forbidden", value)
+            try:
+                data[key] = settings.model_validate(value if value is not None else {})
+            except ValidationError as err:
+                raise ValidationError.from_exception_data(cls.__name__, [
+                    {"type": e["type"], "loc": (key, *e["loc"]), "input": e["input"],
+                     **({"ctx": e["ctx"]} if "ctx" in e else {})} for e in err.errors()]) from None
+        return data
+
     @model_validator(mode="after")
     def _gram_needs_global_scope(self) -> "MethodSpec":
         if self.per_sample.backend == "gram" and (self.projection.scope != "global"
@@ -98,6 +134,35 @@ class MethodSpec(_Section):
             raise ValueError("per_sample.backend gram computes the global projection on per-sample gradients: set "
                              "projection.scope: global and projection.retain_grads: per_sample")
         return self
+
+    @model_serializer(mode="wrap")
+    def _with_own_settings(self, handler) -> dict:
+        """The dump (report, recipe hash) shows the selected method's settings, defaults filled in."""
+        data = handler(self)
+        settings = _settings_model(self.name)
+        if settings is not None and self.name not in data:
+            data[self.name] = settings().model_dump(mode="json")
+        return data
+
+    @property
+    def settings(self):
+        """The selected method's own settings (its pydantic model), defaults filled in; None if it has none."""
+        model = _settings_model(self.name)
+        if model is None:
+            return None
+        given = (self.__pydantic_extra__ or {}).get(self.name)
+        return given if isinstance(given, model) else model()
+
+
+def _settings_model(method_name: str):
+    from orthograd_cli.methods import METHODS
+
+    info = METHODS.get(method_name)
+    return info.settings if info is not None else None
+
+
+def _error_at(key: str, kind: str, value: Any) -> ValidationError:
+    return ValidationError.from_exception_data("MethodSpec", [{"type": kind, "loc": (key,), "input": value}])
 
 
 class EvalSpec(_Section):
@@ -107,8 +172,7 @@ class EvalSpec(_Section):
 
 
 class Recipe(_Section):
-    task: Literal["classification", "asr"] | None = Field(
-        None, description="unset: the checkpoint's orthograd.task, else from the architecture")
+    task: str | None = Field(None, description="unset: the checkpoint's orthograd.task, else from the architecture")
     model: ModelSpec = Field(default_factory=ModelSpec)
     data: DataSpec = Field(default_factory=DataSpec)
     lora: LoraSpec = Field(default_factory=LoraSpec)
@@ -119,6 +183,17 @@ class Recipe(_Section):
     precision: Literal["float32", "bf16"] = Field(
         "float32", description="bf16: unlearning forward/backward passes under autocast(bfloat16); gradients, "
                                "projection (float64) and update stay in float32 or higher. Evaluation runs in float32")
+
+
+    @field_validator("task")
+    @classmethod
+    def _registered_task(cls, task: str | None) -> str | None:
+        from orthograd_cli.tasks import TASKS
+
+        if task is not None and task not in TASKS:
+            hint = did_you_mean(task, TASKS)
+            raise ValueError(f"unknown task '{task}' ({hint or 'choose from ' + ', '.join(TASKS)})")
+        return task
 
 
 def shipped_recipes_dir() -> Path:
@@ -148,14 +223,23 @@ def resolve_recipe_path(name_or_path: str) -> Path:
 
 
 def _fields_at(loc: tuple[Any, ...]) -> list[str]:
-    """Valid keys of the schema section that `loc` (a key path) points into."""
+    """Valid keys of the schema section that `loc` (a key path) points into; under `method`, the
+    methods' own sections (e.g. `method.gdr_gma`) count as keys too."""
     model: type[BaseModel] = Recipe
     for part in loc:
         field = model.model_fields.get(str(part))
-        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
+        if field is not None and isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            model = field.annotation
+        elif issubclass(model, MethodSpec) and _settings_model(str(part)) is not None:
+            model = _settings_model(str(part))
+        else:
             break
-        model = field.annotation
-    return list(model.model_fields)
+    keys = list(model.model_fields)
+    if issubclass(model, MethodSpec):
+        from orthograd_cli.methods import METHODS
+
+        keys += [name for name, info in METHODS.items() if info.settings is not None]
+    return keys
 
 
 def _recipe_error(source: str, err: ValidationError) -> RecipeError:
@@ -165,25 +249,26 @@ def _recipe_error(source: str, err: ValidationError) -> RecipeError:
     if first["type"] == "extra_forbidden":
         hint = did_you_mean(str(loc[-1]), _fields_at(loc[:-1])) or f"valid keys here: {', '.join(_fields_at(loc[:-1]))}"
         return RecipeError(f"{source}: unknown key '{key}'", hint)
-    return RecipeError(f"{source}: key '{key}': {first['msg']}", "see `orthograd recipes show default` for valid values")
+    message = first["msg"].removeprefix("Value error, ")
+    return RecipeError(f"{source}: key '{key}': {message}", "see `orthograd recipes show default` for valid values")
 
 
 def apply_override(data: dict[str, Any], assignment: str) -> None:
     """Apply one `a.b=value` override in place; the value is parsed as YAML (numbers, lists, null)."""
     if "=" not in assignment:
-        raise RecipeError(f"--set {assignment}: expected KEY=VALUE", "e.g. --set method.lr=0.01")
+        raise RecipeError(f"override '{assignment}': expected KEY=VALUE", "e.g. method.lr=0.01")
     key, raw = assignment.split("=", 1)
     parts = key.strip().split(".")
     node = data
     for part in parts[:-1]:
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
-            raise RecipeError(f"--set {assignment}: '{part}' is a value, not a section")
+            raise RecipeError(f"override '{assignment}': '{part}' is a value, not a section")
         node = child
     try:
         node[parts[-1]] = yaml.safe_load(raw)
     except yaml.YAMLError as exc:
-        raise RecipeError(f"--set {assignment}: value is not valid YAML ({exc.__class__.__name__})") from None
+        raise RecipeError(f"override '{assignment}': value is not valid YAML ({exc.__class__.__name__})") from None
 
 
 def parse_recipe(data: Any, source: str) -> Recipe:
@@ -197,9 +282,30 @@ def parse_recipe(data: Any, source: str) -> Recipe:
         raise _recipe_error(source, err) from None
 
 
+MAX_RECIPE_NODES = 100_000  # far above any real recipe; YAML aliases can expand a short file without bound
+
+
+def check_size(data: Any, source: str) -> None:
+    """Refuse a recipe whose values, with YAML aliases expanded, exceed MAX_RECIPE_NODES (a few hundred bytes of
+    nested aliases expand ×10 per level when the recipe is hashed and dumped). Stops counting at the cap."""
+    count, stack = 0, [data]
+    while stack:
+        node = stack.pop()
+        count += 1
+        if count > MAX_RECIPE_NODES:
+            raise RecipeError(f"{source}: the recipe expands to more than {MAX_RECIPE_NODES:,} values (YAML aliases "
+                              "nested too deep?)", "write the values out instead of aliasing them")
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+
+
 def read_recipe_yaml(path: Path) -> Any:
     try:
-        return yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text())
+        check_size(data, str(path))
+        return data
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
@@ -221,10 +327,22 @@ def load_recipe(name_or_path: str | None, overrides: list[str] | None = None) ->
             raise RecipeError(f"{source}: a recipe is a YAML mapping of sections, got {type(data).__name__}")
     for assignment in overrides or []:
         apply_override(data, assignment)
-    recipe = parse_recipe(data, source + (" with --set" if overrides else ""))
+    recipe = parse_recipe(data, source + (" with overrides" if overrides else ""))
     return recipe, recipe_sha256(recipe)
 
 
 def recipe_sha256(recipe: Recipe) -> str:
     canonical = yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=True)
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def default_recipe_with_all_method_settings() -> dict:
+    """Every recipe key with its default, each method's own settings section included (what
+    `orthograd recipes show default` prints)."""
+    from orthograd_cli.methods import METHODS
+
+    data = Recipe().model_dump(mode="json")
+    for name, info in METHODS.items():
+        if info.settings is not None:
+            data["method"][name] = info.settings().model_dump(mode="json")
+    return data

@@ -1,4 +1,11 @@
-"""The run report: provenance, resolved recipe, metrics. Written atomically as JSON."""
+"""The typed reports every command writes (`report.json`, `--json`), and their provenance.
+
+Each report is a pydantic model with a `schema_version`; `orthograd report-schema` prints the JSON
+schema. Bump SCHEMA_VERSION when a field changes meaning or goes away (adding a field does not).
+
+Version history:
+  1  first typed schema (orthograd 0.1): forget, evaluate, compare, inspect, merge, demo reports.
+"""
 
 from __future__ import annotations
 
@@ -6,42 +13,215 @@ import datetime
 import json
 import platform
 from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
 from orthograd_cli import __version__
-from orthograd_cli.models.checkpoint import write_text_atomic
+
+SCHEMA_VERSION = 1
 
 
-def provenance(device: str, seed: int | None = None, **hashes: str | None) -> dict:
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Metric(_Strict):
+    """One number with what it means: either a direction (higher_is_better) or a target value."""
+
+    value: float | None
+    definition: str
+    n: int
+    higher_is_better: bool | None = None
+    target: float | str | None = None
+
+    @model_serializer(mode="wrap")
+    def _one_of_direction_or_target(self, handler) -> dict:
+        data = handler(self)
+        data.pop("higher_is_better" if self.target is not None else "target", None)
+        return data
+
+
+Metrics = dict[str, Metric]
+
+
+class Provenance(_Strict):
+    orthograd_version: str
+    created: str
+    python: str
+    torch: str
+    torchvision: str
+    torchaudio: str
+    peft: str
+    device: str
+    threads: int
+    seed: int | None = None
+    sha256: dict[str, str] = Field(description="sha256 of every input: checkpoints, recipe, manifests")
+
+
+class _Report(_Strict):
+    schema_version: int = SCHEMA_VERSION
+
+
+class BeforeAfter(_Strict):
+    before: Metrics
+    after: Metrics
+
+
+class ForgetReport(_Report):
+    command: Literal["forget"] = "forget"
+    method: str
+    task: str
+    mode: Literal["sample", "class"]
+    steps: int
+    stop_reason: str
+    target_forget_acc: float
+    wall_s: float
+    trainable_parameters: int
+    metrics: BeforeAfter
+    diagnostics: dict[str, dict[str, float | int]] = Field(
+        description="per-step summaries (first, last, min, median, max) of retain_rank, kept_norm_ratio "
+                    "(‖g⊥‖/‖g_u‖), conflict_share (see gradients/conflict.py), unlearn_loss, retain_loss")
+    history: list[dict[str, float | int]] = Field(description="one row per stop-rule check: step and each set's metrics")
+    retain_ids_sha256: str
+    notes: list[str] = []
+    recipe: dict[str, Any]
+    provenance: Provenance
+    outputs: dict[str, str] = {}
+
+
+class EvaluateReport(_Report):
+    command: Literal["evaluate"] = "evaluate"
+    model: str
+    task: str
+    mode: Literal["sample", "class"]
+    metrics: Metrics
+    provenance: Provenance
+    original_metrics: Metrics | None = None
+    reference: str | None = None
+    reference_metrics: Metrics | None = None
+    gap_to_reference: dict[str, float] | None = None
+    notes: list[str] = []
+
+
+class CompareRun(_Strict):
+    status: Literal["ok", "failed"]
+    seed: int
+    reason: str | None = None
+    steps: int | None = None
+    wall_s: float | None = None
+    stop_reason: str | None = None
+    metrics: Metrics | None = None
+    report: str | None = None
+
+
+class MeanStd(_Strict):
+    mean: float | None
+    std: float | None
+    n: int
+
+
+class CompareRow(_Strict):
+    method: str
+    runs: int
+    failed: int
+    failures: list[str]
+    forget_acc: MeanStd
+    test_acc: MeanStd
+    retain_acc: MeanStd
+    mia: MeanStd
+    uis: MeanStd
+    steps: MeanStd
+    wall_s: MeanStd
+
+
+class CompareReport(_Report):
+    command: Literal["compare"] = "compare"
+    model: str
+    mode: Literal["sample", "class"]
+    seeds: int
+    methods: list[str]
+    summary: list[CompareRow]
+    runs: dict[str, list[CompareRun]]
+    recipe: dict[str, Any]
+    recipe_sha256: str
+
+
+class InspectReport(_Report):
+    command: Literal["inspect"] = "inspect"
+    path: str
+    sha256: str
+    arch: str | None
+    arch_source: Literal["given", "metadata", "guessed"]
+    tensors: int
+    parameters: int
+    dtypes: dict[str, int]
+    metadata: dict[str, str]
+    key_groups: dict[str, dict[str, int]]
+    gradient_conflict: dict[str, Any] | None = None
+
+
+class MergeReport(_Report):
+    command: Literal["merge"] = "merge"
+    base: str
+    adapter: str
+    out: str
+    base_sha256: str
+    tensors: int
+
+
+class DemoReport(_Report):
+    command: Literal["demo"] = "demo"
+    scenario: Literal["image", "asr"]
+    checkpoint: str
+    data: str
+    runs: dict[str, ForgetReport]
+    forget_voice: str | None = None
+
+
+REPORTS = {model.model_fields["command"].default: model
+           for model in (ForgetReport, EvaluateReport, CompareReport, InspectReport, MergeReport, DemoReport)}
+
+
+def json_schema() -> dict:
+    """The JSON schema of every report, keyed by command."""
+    return {"schema_version": SCHEMA_VERSION,
+            "reports": {command: model.model_json_schema() for command, model in REPORTS.items()}}
+
+
+def dump(report: BaseModel) -> dict:
+    return report.model_dump(mode="json")
+
+
+def provenance(device: str, seed: int | None = None, **hashes: str | None) -> Provenance:
     import peft
     import torch
     import torchaudio
     import torchvision
 
-    info = {
-        "orthograd_version": __version__,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "torchaudio": torchaudio.__version__,
-        "peft": peft.__version__,
-        "device": device,
-        "threads": torch.get_num_threads(),
-    }
-    if seed is not None:
-        info["seed"] = seed
-    info["sha256"] = {name: value for name, value in hashes.items() if value}
-    return info
+    return Provenance(
+        orthograd_version=__version__,
+        created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        python=platform.python_version(),
+        torch=torch.__version__, torchvision=torchvision.__version__, torchaudio=torchaudio.__version__,
+        peft=peft.__version__,
+        device=device,
+        threads=torch.get_num_threads(),
+        seed=seed,
+        sha256={name: value for name, value in hashes.items() if value},
+    )
 
 
-def write_report(report: dict, path: Path) -> None:
-    write_text_atomic(Path(path), json.dumps(report, indent=2, sort_keys=False) + "\n")
+def write_report(report: BaseModel, path: Path) -> None:
+    from orthograd_cli.models.checkpoint import write_text_atomic
+
+    write_text_atomic(Path(path), json.dumps(dump(report), indent=2) + "\n")
 
 
-def provenance_metadata(prov: dict) -> dict[str, str]:
+def provenance_metadata(prov: Provenance) -> dict[str, str]:
     """Provenance flattened into safetensors' string metadata; no timestamp, so that same-seed
     runs write byte-identical checkpoints (the report keeps the time)."""
-    meta = {"orthograd.version": prov["orthograd_version"]}
-    for name, value in prov["sha256"].items():
+    meta = {"orthograd.version": prov.orthograd_version}
+    for name, value in prov.sha256.items():
         meta[f"orthograd.sha256.{name}"] = value
     return meta

@@ -33,7 +33,7 @@ def train_ctc(model, train_set, epochs: int = 30, batch_size: int = 16, lr: floa
     length buckets so padding stays small)."""
     import torch
 
-    from orthograd_cli.tasks.asr import mean_loss
+    from orthograd_cli.tasks.asr import TASK
 
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
@@ -47,7 +47,7 @@ def train_ctc(model, train_set, epochs: int = 30, batch_size: int = 16, lr: floa
         total = 0.0
         for b in torch.randperm(len(batches), generator=generator).tolist():
             inputs, targets = train_set.batch(batches[b], device)
-            loss = mean_loss(model(*inputs), targets)
+            loss = TASK.mean_loss(model(*inputs), targets)
             total += float(loss.detach())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -37,11 +37,14 @@ def recipe():
 
 @pytest.fixture(scope="session")
 def image_sets(digits, recipe):
-    from orthograd_cli.data.images import load_image_set
-    from orthograd_cli.data.manifest import read_manifest
+    from orthograd_cli.data.digits import LABELS
+    from orthograd_cli.loading import load_set
+    from orthograd_cli.models.registry import ModelInfo
+
+    info = ModelInfo(arch="resnet18", num_classes=10, labels=LABELS)
 
     def load(name: str, relative: str):
-        return load_image_set(name, read_manifest(digits / relative, num_classes=10), recipe.data)
+        return load_set(digits / relative, info, recipe, name)
 
     return {
         "forget": load("forget", "sample/forget.csv"),

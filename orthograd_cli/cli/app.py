@@ -1,7 +1,7 @@
 """The `orthograd` Typer app and `main()`, which turns our errors into one line and an exit code.
 
 Exit codes: 0 ok · 1 unexpected error · 2 usage, recipe or manifest error · 3 checkpoint error ·
-4 numerical failure · 130 interrupted. `--debug` (or ORTHOGRAD_DEBUG=1) shows full tracebacks.
+4 numerical failure · 129 hung up · 130 interrupted · 143 terminated. `--debug` (or ORTHOGRAD_DEBUG=1) shows full tracebacks.
 Heavy imports (torch, peft) happen inside the commands so `--help` stays instant.
 """
 
@@ -13,7 +13,7 @@ import sys
 import typer
 
 from orthograd_cli import __version__
-from orthograd_cli.cli import compare, demo, evaluate, forget, inspect, merge, recipes
+from orthograd_cli.cli import compare, demo, evaluate, forget, inspect, merge, options, recipes, report_schema
 
 EPILOG = """\
 Examples:
@@ -30,7 +30,8 @@ Examples:
 
   orthograd compare model.safetensors --forget forget.csv --retain retain.csv --test test.csv --seeds 3
 
-Exit codes: 0 ok, 1 unexpected, 2 usage/recipe/manifest, 3 checkpoint, 4 numerical failure, 130 interrupted.
+Exit codes: 0 ok, 1 unexpected, 2 usage/recipe/manifest, 3 checkpoint, 4 numerical failure,
+129 hung up, 130 interrupted, 143 terminated.
 """
 
 app = typer.Typer(
@@ -58,12 +59,13 @@ def _root(
     """Global options."""
 
 
-app.command("forget", epilog=forget.EPILOG)(forget.forget)
+app.command("forget", epilog=forget.EPILOG, cls=options.with_methods(forget.EPILOG))(forget.forget)
 app.command("evaluate", epilog=evaluate.EPILOG)(evaluate.evaluate)
 app.command("merge", epilog=merge.EPILOG)(merge.merge)
 app.command("inspect", epilog=inspect.EPILOG)(inspect.inspect)
-app.command("compare", epilog=compare.EPILOG)(compare.compare)
+app.command("compare", epilog=compare.EPILOG, cls=options.with_methods(compare.EPILOG))(compare.compare)
 app.command("demo", epilog=demo.EPILOG)(demo.demo)
+app.command("report-schema", epilog=report_schema.EPILOG)(report_schema.report_schema)
 app.add_typer(recipes.app, name="recipes")
 
 
@@ -78,14 +80,20 @@ def _terminated(signum, frame) -> None:
     raise SystemExit(143)  # unwinds like Ctrl-C, so temporary outputs are removed
 
 
+def _hung_up(signum, frame) -> None:
+    raise SystemExit(129)  # the terminal went away (SIGHUP): clean up like SIGTERM
+
+
 def _install_signal_handlers() -> dict:
     """Ctrl-C must interrupt even when the shell started us with SIGINT ignored (background jobs);
-    SIGTERM (schedulers, `timeout`) cleans up the same way. Returns the handlers they replace."""
+    SIGTERM (schedulers, `timeout`) and SIGHUP (a closed terminal) clean up the same way. Returns the
+    handlers they replace."""
     import signal
 
-    previous = {signal.SIGINT: signal.getsignal(signal.SIGINT), signal.SIGTERM: signal.getsignal(signal.SIGTERM)}
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _terminated)
+    handlers = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: _terminated, signal.SIGHUP: _hung_up}
+    previous = {signum: signal.getsignal(signum) for signum in handlers}
+    for signum, handler in handlers.items():
+        signal.signal(signum, handler)
     return previous
 
 
@@ -107,10 +115,37 @@ def main(argv: list[str] | None = None) -> None:
         _restore_signal_handlers(previous_handlers)
 
 
+def _click_exceptions():
+    """The exception modules of the click that the installed Typer raises: Typer 0.29 bundles its own
+    (typer._click), older ones use click itself; catching both holds for either."""
+    import importlib
+
+    found = []
+    for name in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            found.append(importlib.import_module(name))
+        except ImportError:
+            pass
+    return found
+
+
+def _usage_error_line(err) -> str:
+    """A click usage error as our one line: what is wrong, and where the help is."""
+    ctx = getattr(err, "ctx", None)
+    command = ctx.command_path if ctx is not None else "orthograd"
+    return f"{err.format_message()} (hint: see `{command} --help`)"
+
+
 def _run(argv: list[str] | None) -> None:
-    import click
+    import typer
 
     from orthograd_cli.errors import OrthogradError
+
+    click_modules = _click_exceptions()
+    click_errors = tuple(m.ClickException for m in click_modules)
+    no_args = tuple(getattr(m, "NoArgsIsHelpError") for m in click_modules if hasattr(m, "NoArgsIsHelpError"))
+    exits = (typer.Exit, *(m.Exit for m in click_modules if hasattr(m, "Exit")))
+    aborts = (typer.Abort, KeyboardInterrupt, *(m.Abort for m in click_modules if hasattr(m, "Abort")))
 
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get("ORTHOGRAD_DEBUG") == "1"
@@ -125,12 +160,15 @@ def _run(argv: list[str] | None) -> None:
             raise
         _print_error(str(err), err.hint)
         sys.exit(err.exit_code)
-    except click.exceptions.Exit as done:
+    except exits as done:
         sys.exit(done.exit_code)
-    except click.ClickException as err:
-        err.show()
-        sys.exit(err.exit_code)
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except no_args as err:  # a command (or the tool) called without arguments: its help, as a usage error
+        sys.stderr.write(err.format_message() + "\n")
+        sys.exit(2)
+    except click_errors as err:
+        sys.stderr.write(f"error: {_usage_error_line(err)}\n")
+        sys.exit(err.exit_code if err.exit_code else 2)
+    except aborts:
         sys.stderr.write("interrupted: nothing was written at the output path\n")
         sys.exit(130)
     except Exception as err:  # noqa: BLE001 - the last resort keeps pipelines readable

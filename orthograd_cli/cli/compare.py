@@ -13,8 +13,11 @@ Examples:
   orthograd compare model.safetensors --forget forget.csv --retain retain.csv --test test.csv
   --methods orthograd,neggrad_plus,scrub --seeds 3 --out compare/
 
-Methods: orthograd, finetune, neggrad, neggrad_plus, random_label, scrub, salun, gdr_gma
-(random_label, salun and scrub are classification-only: they relabel samples or distil class posteriors).
+Methods:
+
+\b
+{methods}
+
 Writes compare/<method>/seed<N>/ runs and compare/compare.{json,csv,md,png}.
 """
 
@@ -39,8 +42,9 @@ def compare(
     from rich.table import Table
 
     from orthograd_cli.cli.output import Output
+    from orthograd_cli.cli.progress import ProgressBar
     from orthograd_cli.errors import UsageError
-    from orthograd_cli.jobs.compare import run_compare, table_rows
+    from orthograd_cli.jobs.compare import CompareFailed, run_compare, table_rows
     from orthograd_cli.recipe import load_recipe
 
     if not forget_csv or not retain_csv:
@@ -50,24 +54,29 @@ def compare(
     names = [m.strip() for m in methods.split(",") if m.strip()]
 
     def announce(method, seed, run):
-        status = "ok" if run["status"] == "ok" else f"failed: {run['reason']}"
-        output.info(f"{method} seed {seed}: {status}")
+        output.info(f"{method} seed {seed}: {'ok' if run.status == 'ok' else 'failed: ' + run.reason}")
 
-    report = run_compare(str(model), {"forget": forget_csv, "retain": retain_csv, "test": test_csv}, spec, sha,
-                         names, seeds, str(out), overwrite, arch, progress=not quiet, on_run=announce)
+    try:
+        with ProgressBar(enabled=not quiet) as bar:
+            report = run_compare(str(model), {"forget": forget_csv, "retain": retain_csv, "test": test_csv}, spec,
+                                 sha, names, seeds, str(out), overwrite, arch, observer=bar, on_run=announce)
+    except CompareFailed as failed:
+        if as_json:  # pipelines still get the report, with every run's reason, before the error line
+            output.result(failed.report, lambda: None)
+        raise
 
     def human() -> None:
         header, body = table_rows(report)
-        table = Table(title=f"orthograd compare ({report['mode']}-wise, {seeds} seed(s)), sorted by UIS",
+        table = Table(title=f"orthograd compare ({report.mode}-wise, {seeds} seed(s)), sorted by UIS",
                       title_justify="left")
         for column in header:
             table.add_column(column, justify="left" if column == "method" else "right")
         for cells in body:
             table.add_row(*cells)
         output.table(table)
-        for row in report["summary"]:
-            for reason in row["failures"]:
-                print(f"{row['method']} failed: {reason}")
-        print(f"wrote {out}/compare.json, compare.csv, compare.md, compare.png")
+        for row in report.summary:
+            for reason in row.failures:
+                output.line(f"{row.method} failed: {reason}")
+        output.line(f"wrote {out}/compare.json, compare.csv, compare.md, compare.png")
 
     output.result(report, human)

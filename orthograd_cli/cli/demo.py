@@ -32,6 +32,7 @@ def demo(
     """Forget digit class 7, then a random 10 % of samples, from a resnet18 trained on real handwritten digits
     (or, with `asr`, one espeak-ng voice from a small wav2vec2 speech recogniser)."""
     from orthograd_cli.cli.output import Output, metrics_table
+    from orthograd_cli.cli.progress import ProgressBar
     from orthograd_cli.jobs.demo import DEMO_CLASS, run_demo
 
     output = Output(as_json=as_json, quiet=quiet)
@@ -40,25 +41,20 @@ def demo(
 
         output.info("orthograd demo asr: espeak-ng digit strings in 9 voices, 3-layer wav2vec2 CTC model; "
                     f"forgetting the voice {FORGET_VOICE}")
-        report = run_demo_asr(out, progress=not quiet)
-        run = report["runs"]["speaker"]
-
-        def human_asr() -> None:
-            output.table(metrics_table(f"forget the voice {FORGET_VOICE}: {run['steps']} steps, {run['stop_reason']}",
-                                       {"before": run["metrics"]["before"], "after": run["metrics"]["after"]}))
-            print(f"checkpoint and report in {out}/speaker")
-
-        output.result(report, human_asr)
-        return
-    output.info("orthograd demo: scikit-learn handwritten digits (1,797 real scans), resnet18 at 32 px")
-    report = run_demo(out, progress=not quiet)
-
-    def human() -> None:
+        with ProgressBar(enabled=not quiet) as bar:
+            report = run_demo_asr(out, observer=bar)
+        titles = {"speaker": f"forget the voice {FORGET_VOICE}"}
+    else:
+        output.info("orthograd demo: scikit-learn handwritten digits (1,797 real scans), resnet18 at 32 px")
+        with ProgressBar(enabled=not quiet) as bar:
+            report = run_demo(out, observer=bar)
         titles = {"class": f"forget every training image of digit {DEMO_CLASS} (class-wise)",
                   "sample": "forget a random 10 % of the training images (sample-wise)"}
-        for mode, run in report["runs"].items():
-            output.table(metrics_table(f"{titles[mode]}: {run['steps']} steps, {run['stop_reason']}",
-                                       {"before": run["metrics"]["before"], "after": run["metrics"]["after"]}))
-        print(f"checkpoints and reports in {out}/class and {out}/sample")
+
+    def human() -> None:
+        for name, run in report.runs.items():
+            output.table(metrics_table(f"{titles[name]}: {run.steps} steps, {run.stop_reason}",
+                                       {"before": run.metrics.before, "after": run.metrics.after}))
+        output.line(f"checkpoints and reports in {', '.join(str(out / name) for name in report.runs)}")
 
     output.result(report, human)

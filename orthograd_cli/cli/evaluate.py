@@ -33,33 +33,36 @@ def evaluate(
         "--reference", help="A model retrained without the forget data: report each metric's gap to it.")] = None,
     mode: Annotated[Optional[str], typer.Option("--mode", help="sample or class: which UIS to report.")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Also write the report to this JSON file.")] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Refuse an --original that is not the model's recorded "
+                                                          "base (default: a warning).")] = False,
     recipe: options.Recipe = None,
     overrides: options.Set = None,
     arch: options.Arch = None,
     as_json: options.Json = False,
+    quiet: options.Quiet = False,
 ) -> None:
     """Accuracy (WER for speech) on each set; with --original, UIS; with --reference, gaps to it; and an MIA score."""
     from orthograd_cli.cli.output import Output, metrics_table
     from orthograd_cli.errors import UsageError
     from orthograd_cli.jobs.evaluate import run_evaluate
     from orthograd_cli.recipe import load_recipe
-    from orthograd_cli.report import write_report
 
     manifests = {"forget": forget_csv, "forget_test": forget_test_csv, "retain": retain_csv, "test": test_csv}
     if not any(manifests.values()):
         raise UsageError("evaluate needs at least one of --forget, --forget-test, --retain, --test")
     spec, sha = load_recipe(recipe, (overrides or []) + ([f"eval.mode={mode}"] if mode else []))
+    output = Output(as_json=as_json, quiet=quiet)
     report = run_evaluate(str(model), manifests, spec, sha, str(original) if original else None, arch,
-                          str(reference) if reference else None)
-    if out:
-        write_report(report, out)
+                          str(reference) if reference else None, strict, str(out) if out else None)
+    for note in report.notes:
+        output.warn(note)
 
     def human() -> None:
-        columns = {"model": report["metrics"]}
-        if "original_metrics" in report:
-            columns["original"] = report["original_metrics"]
-        if "reference_metrics" in report:
-            columns["reference"] = report["reference_metrics"]
-        Output().table(metrics_table(f"orthograd evaluate {model}", columns))
+        columns = {"model": report.metrics}
+        if report.original_metrics is not None:
+            columns["original"] = report.original_metrics
+        if report.reference_metrics is not None:
+            columns["reference"] = report.reference_metrics
+        output.table(metrics_table(f"orthograd evaluate {model}", columns))
 
-    Output(as_json=as_json).result(report, human)
+    output.result(report, human)

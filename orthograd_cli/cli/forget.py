@@ -15,9 +15,10 @@ Examples:
   orthograd forget model.safetensors -f class7/forget.csv --retain class7/retain.csv -t class7/test.csv
   --recipe resnet18_digits_class --out run/ --set method.retain_batch_size=32 --json
 
-Methods (--set method.name=...): orthograd (default), finetune, neggrad, neggrad_plus, random_label,
-scrub, salun, gdr_gma; random_label, salun and scrub relabel samples or distil class
-posteriors, so they are classification-only.
+Methods (--set method.name=...; their own settings are recipe keys method.<name>.<key>):
+
+\b
+{methods}
 
 Speech (task: asr): forget one speaker and keep the others' WER, e.g.
 
@@ -46,6 +47,7 @@ def forget(
 ) -> None:
     """Make MODEL forget the --forget samples while keeping what --retain shows (OrthoGrad)."""
     from orthograd_cli.cli.output import Output, metrics_table
+    from orthograd_cli.cli.progress import ProgressBar
     from orthograd_cli.errors import UsageError
     from orthograd_cli.jobs.forget import run_forget
     from orthograd_cli.recipe import load_recipe
@@ -55,18 +57,18 @@ def forget(
     spec, sha = load_recipe(recipe, overrides)
     output = Output(as_json=as_json, quiet=quiet)
     manifests = {"forget": forget_csv, "retain": retain_csv, "test": test_csv, "forget_test": forget_test_csv}
-    report = run_forget(str(model), manifests, spec, sha, str(out), overwrite=overwrite, arch=arch,
-                        progress=not quiet)
+    with ProgressBar(enabled=not quiet) as bar:
+        report = run_forget(str(model), manifests, spec, sha, str(out), overwrite=overwrite, arch=arch, observer=bar,
+                            extra_outputs=(plot,) if plot else ())
     if plot:
         from orthograd_cli.plots import tradeoff_plot
 
         tradeoff_plot(report, plot)
 
     def human() -> None:
-        output.table(metrics_table(f"orthograd forget ({report['mode']}-wise): {report['steps']} steps, "
-                                   f"{report['stop_reason']}",
-                                   {"before": report["metrics"]["before"], "after": report["metrics"]["after"]}))
-        print(f"wrote {out}/model.safetensors, {out}/adapter/, {out}/report.json" if spec.lora.enabled
-              else f"wrote {out}/model.safetensors, {out}/report.json")
+        output.table(metrics_table(f"orthograd forget ({report.mode}-wise): {report.steps} steps, "
+                                   f"{report.stop_reason}",
+                                   {"before": report.metrics.before, "after": report.metrics.after}))
+        output.line(f"wrote {', '.join(report.outputs.values())}")
 
     output.result(report, human)

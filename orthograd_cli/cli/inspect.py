@@ -26,6 +26,7 @@ def inspect(
     overrides: options.Set = None,
     arch: options.Arch = None,
     as_json: options.Json = False,
+    quiet: options.Quiet = False,
 ) -> None:
     """Architecture, parameter count, dtypes, metadata; with data, how forget and retain gradients conflict."""
     from rich.table import Table
@@ -37,26 +38,30 @@ def inspect(
 
     if bool(forget_csv) != bool(retain_csv):
         raise UsageError("gradient-conflict statistics need both --forget and --retain")
+    output = Output(as_json=as_json, quiet=quiet)
     report = checkpoint_view(str(model), arch)
+    if plot:
+        from orthograd_cli.outputs import check_output_file
+
+        check_output_file(plot, [p for p in (model, forget_csv, retain_csv) if p])
     if forget_csv:
         spec, _ = load_recipe(recipe, overrides)
         conflict = gradient_conflict(str(model), {"forget": forget_csv, "retain": retain_csv}, spec, arch, batches)
-        report["gradient_conflict"] = conflict
+        report.gradient_conflict = conflict
         if plot:
             conflict_histogram([entry["cosine"] for entry in conflict["retain_cosines"]], str(plot))
 
     def human() -> None:
-        out = Output()
         table = Table(title=f"{model}", title_justify="left", show_header=False)
-        table.add_row("architecture", f"{report['arch']} ({report['arch_source']})")
-        table.add_row("parameters", f"{report['parameters']:,} in {report['tensors']} tensors")
-        table.add_row("dtypes", ", ".join(f"{k}: {v}" for k, v in report["dtypes"].items()))
-        for key, value in report["metadata"].items():
+        table.add_row("architecture", f"{report.arch} ({report.arch_source})")
+        table.add_row("parameters", f"{report.parameters:,} in {report.tensors} tensors")
+        table.add_row("dtypes", ", ".join(f"{k}: {v}" for k, v in report.dtypes.items()))
+        for key, value in report.metadata.items():
             table.add_row(key, value[:80])
-        table.add_row("key groups", ", ".join(f"{k} ({v['parameters']:,})" for k, v in report["key_groups"].items()))
-        out.table(table)
-        if "gradient_conflict" in report:
-            c = report["gradient_conflict"]
+        table.add_row("key groups", ", ".join(f"{k} ({v['parameters']:,})" for k, v in report.key_groups.items()))
+        output.table(table)
+        if report.gradient_conflict is not None:
+            c = report.gradient_conflict
             each = c["cosine_forget_vs_each_retain"]
             conflict_table = Table(title="gradient conflict (forget vs retain)", title_justify="left", show_header=False)
             conflict_table.add_row("cos(g_u, mean retain grad)", f"{c['cosine_forget_vs_mean_retain']:+.4f}")
@@ -71,8 +76,8 @@ def inspect(
                                    f"{c['share_of_forget_grad_removed']['global']:.1%}")
             conflict_table.add_row("strongest conflicts", ", ".join(
                 f"{s['id']} ({s['cosine']:+.2f})" for s in c["strongest_conflicts"]) or "none")
-            out.table(conflict_table)
+            output.table(conflict_table)
             if plot:
-                print(f"wrote {plot}")
+                output.line(f"wrote {plot}")
 
-    Output(as_json=as_json).result(report, human)
+    output.result(report, human)

@@ -22,10 +22,12 @@ def merge(
     ignore_base_hash: Annotated[bool, typer.Option("--ignore-base-hash",
                                                    help="Merge even if the base differs from the recorded one.")] = False,
     as_json: options.Json = False,
+    quiet: options.Quiet = False,
 ) -> None:
     """Fold the LoRA adapter into the base weights; keys, shapes and dtypes stay the base's."""
     from orthograd_cli.cli.output import Output
     from orthograd_cli.jobs.merge import run_merge
 
+    output = Output(as_json=as_json, quiet=quiet)
     summary = run_merge(str(base), str(adapter), str(out), arch, ignore_base_hash)
-    Output(as_json=as_json).result(summary, lambda: print(f"wrote {out} ({summary['tensors']} tensors)"))
+    output.result(summary, lambda: output.line(f"wrote {out} ({summary.tensors} tensors)"))

@@ -1,5 +1,6 @@
-"""CSV manifests, validated before any model work: `path,label[,id]` for image classification,
-`path,transcript,speaker[,id]` for speech recognition.
+"""CSV manifests, validated before any model work. The task says which columns it needs
+(`path,label` for image classification, `path,transcript,speaker` for speech) and parses each row;
+an `id` column is always allowed.
 
 Errors name the file and the row (the CSV line number, header = line 1). Relative paths resolve
 against the manifest's own folder. The file is streamed line by line (and hashed on the way), so large
@@ -12,10 +13,10 @@ import csv
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from orthograd_cli.errors import ManifestError, did_you_mean
 
-REQUIRED = {"classification": ("path", "label"), "asr": ("path", "transcript", "speaker")}
 OPTIONAL = ("id",)
 
 
@@ -23,10 +24,9 @@ OPTIONAL = ("id",)
 class Sample:
     id: str
     path: Path
-    label: int  # -1 for speech
     row: int
-    transcript: str = ""  # speech: lower-case, single spaces
-    speaker: str = ""
+    target: Any  # what the task predicts: a class index, a transcript (lower-case, single spaces)
+    group: str = ""  # who the sample belongs to, where the task knows it (speech: the speaker)
 
 
 @dataclass
@@ -43,41 +43,14 @@ class Manifest:
         return [s.id for s in self.samples]
 
 
-def _parse_label(raw: str, where: str, num_classes: int | None, labels: list[str] | None) -> int:
-    raw = raw.strip()
-    if raw.lstrip("-").isdigit():
-        index = int(raw)
-        if num_classes is not None and not 0 <= index < num_classes:
-            raise ManifestError(f"{where}: label {index} is out of range", f"labels are 0..{num_classes - 1}")
-        return index
-    if labels is None:
-        raise ManifestError(f"{where}: label '{raw}' is not a class index",
-                            "use integers, or give class names in model.labels / checkpoint metadata")
-    if raw not in labels:
-        raise ManifestError(f"{where}: unknown class name '{raw}'", did_you_mean(raw, labels) or
-                            f"known classes: {', '.join(labels[:10])}")
-    return labels.index(raw)
+def read_manifest(path: str | Path, task="classification", info=None, check_files: bool = True) -> Manifest:
+    """Every row validated; `task` is a Task or its name, `info` the ModelInfo the rows must fit (labels in
+    range, transcripts in the vocabulary), or None to check the columns and files only."""
+    from orthograd_cli.tasks import get_task
 
-
-def _parse_transcript(raw: str, where: str, vocab: list[str] | None) -> str:
-    text = " ".join(raw.lower().split())
-    if not text:
-        raise ManifestError(f"{where}: empty transcript", "every recording needs its transcript")
-    if vocab is not None:
-        unknown = sorted({c for c in text if c not in vocab})
-        if unknown:
-            shown = "".join(unknown)
-            raise ManifestError(f"{where}: transcript has characters outside the model's vocabulary: {shown!r}",
-                                f"the model knows {''.join(t for t in vocab if len(t) == 1)!r}; spell them out or "
-                                f"remove the row")
-    return text
-
-
-def read_manifest(path: str | Path, task: str = "classification", num_classes: int | None = None,
-                  labels: list[str] | None = None, check_files: bool = True,
-                  vocab: list[str] | None = None) -> Manifest:
+    task = get_task(task) if isinstance(task, str) else task
     path = Path(path)
-    required = REQUIRED[task]
+    required = task.columns
     if not path.is_file():
         raise ManifestError(f"{path}: cannot read manifest (no such file)", "check the path")
     digest = hashlib.sha256()
@@ -88,7 +61,7 @@ def read_manifest(path: str | Path, task: str = "classification", num_classes: i
     missing = [c for c in required if c not in columns]
     if missing:
         raise ManifestError(f"{path}: missing column '{missing[0]}' (header: {','.join(columns)})",
-                            f"a {task} manifest needs the columns {','.join(required)} (+ optional id)")
+                            f"a {task.name} manifest needs the columns {','.join(required)} (+ optional id)")
     extra = [c for c in columns if c not in required and c not in OPTIONAL]
     if extra:
         hint = did_you_mean(extra[0], required + OPTIONAL) or f"allowed: {','.join(required + OPTIONAL)}"
@@ -97,36 +70,52 @@ def read_manifest(path: str | Path, task: str = "classification", num_classes: i
     base = path.parent
     samples: list[Sample] = []
     seen: dict[str, int] = {}
-    for line, record in enumerate(reader, start=2):
+    seen_files: dict[Path, int] = {}
+    for line, record in _rows(reader, path):
         where = f"{path} row {line}"
         if None in record:
             raise ManifestError(f"{where}: more fields than the header has", "quote values that contain commas")
         values = {k: (v or "").strip() for k, v in record.items()}
         if not values["path"]:
             raise ManifestError(f"{where}: empty path")
-        file_path = Path(values["path"])
-        if not file_path.is_absolute():
-            file_path = base / file_path
-        if check_files and not file_path.is_file():
-            raise ManifestError(f"{where}: file not found: {file_path}", "paths are relative to the manifest's folder")
-        label, transcript, speaker = -1, "", ""
-        if task == "asr":
-            transcript = _parse_transcript(values["transcript"], where, vocab)
-            speaker = values["speaker"]
-        else:
-            if not values["label"]:
-                raise ManifestError(f"{where}: empty label")
-            label = _parse_label(values["label"], where, num_classes, labels)
+        file_path = _sample_path(values["path"], base, where, check_files)
+        target, group = task.parse_row(values, where, info)
         sample_id = values.get("id") or values["path"]
         if sample_id in seen:
             raise ManifestError(f"{where}: duplicate id '{sample_id}' (first at row {seen[sample_id]})",
                                 "every sample needs a unique id")
-        seen[sample_id] = line
-        samples.append(Sample(id=sample_id, path=file_path, label=label, row=line, transcript=transcript,
-                              speaker=speaker))
+        if file_path in seen_files:  # the same file spelt another way (./a.png, a.png, a symlink) is one sample
+            raise ManifestError(f"{where}: {values['path']} is the same file as row {seen_files[file_path]}",
+                                "list every sample once")
+        seen[sample_id], seen_files[file_path] = line, line
+        samples.append(Sample(id=sample_id, path=file_path, row=line, target=target, group=group))
     if not samples:
         raise ManifestError(f"{path}: empty manifest (header only)", "add at least one sample row")
     return Manifest(path=path, samples=samples, sha256=digest.hexdigest())
+
+
+def _rows(reader, path: Path):
+    """(line number, record) pairs; a line the CSV reader cannot parse is a ManifestError naming it."""
+    while True:
+        try:
+            record = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:  # the underlying reader has counted the line it failed on
+            raise ManifestError(f"{path} row {reader.reader.line_num}: not a valid CSV line ({exc})",
+                                "check quotes and separators on that line") from None
+        yield reader.line_num, record
+
+
+def _sample_path(raw: str, base: Path, where: str, check_files: bool) -> Path:
+    """The sample's file, relative paths against the manifest's folder, resolved (symlinks followed)."""
+    try:
+        file_path = (Path(raw) if Path(raw).is_absolute() else base / raw).resolve()
+        if check_files and not file_path.is_file():
+            raise ManifestError(f"{where}: file not found: {file_path}", "paths are relative to the manifest's folder")
+    except OSError as exc:  # a name too long for the file system, a loop of symlinks
+        raise ManifestError(f"{where}: unusable path {raw[:80]!r} ({exc.strerror})", "fix the path") from None
+    return file_path
 
 
 def _hashed_lines(path: Path, digest):
@@ -144,10 +133,12 @@ def _hashed_lines(path: Path, digest):
         raise ManifestError(f"{path}: cannot read manifest ({exc.strerror})", "check the path") from None
 
 
-def check_disjoint(forget: Manifest, retain: Manifest) -> None:
-    """A sample cannot be both forgotten and retained: that request contradicts itself."""
-    forget_keys = {s.id for s in forget.samples} | {str(s.path.resolve()) for s in forget.samples}
-    both = [s.id for s in retain.samples if s.id in forget_keys or str(s.path.resolve()) in forget_keys]
+def check_disjoint(forget: Manifest, other: Manifest, role: str = "retain") -> None:
+    """A forgotten sample cannot also be retained (the request would contradict itself) or serve as a test
+    sample (the scores would be measured on what was unlearned). Paths are compared resolved."""
+    forget_ids = {s.id for s in forget.samples}
+    forget_files = {s.path for s in forget.samples}
+    both = [s.id for s in other.samples if s.id in forget_ids or s.path in forget_files]
     if both:
-        raise ManifestError(f"{retain.path}: {len(both)} sample(s) also in the forget set {forget.path}, "
-                            f"e.g. ids {both[:3]}", "remove them from the retain manifest")
+        raise ManifestError(f"{other.path}: {len(both)} sample(s) also in the forget set {forget.path}, "
+                            f"e.g. ids {both[:3]}", f"remove them from the {role} manifest")

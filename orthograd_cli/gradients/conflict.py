@@ -23,3 +23,44 @@ def in_conflict(dots_with_unlearn_grad):
 def conflict_share(dots_with_unlearn_grad) -> float:
     """The share of retain samples in conflict, from their dot products (or cosines) with g_u."""
     return float(in_conflict(dots_with_unlearn_grad).double().mean())
+
+
+def cosines_with_each(unlearn_grad: dict, retain_rows: dict):
+    """cos(g_u, g_i) for every retain sample i, over all trainable tensors together."""
+    k = next(iter(retain_rows.values())).shape[0]
+    flat_u = _flat(unlearn_grad)
+    flat_rows = _flat_rows(retain_rows, k)
+    return (flat_rows @ flat_u) / (flat_rows.norm(dim=1) * flat_u.norm()).clamp_min(1e-30)
+
+
+def cosine(a, b) -> float:
+    return float((a.reshape(-1) @ b.reshape(-1)) / (a.norm() * b.norm()).clamp_min(1e-30))
+
+
+def effective_rank(singular_values) -> float:
+    """exp of the entropy of the normalised singular values: how many directions the retain gradients
+    really span (k for k equal directions, 1 for one)."""
+    import torch
+
+    p = singular_values / singular_values.sum().clamp_min(1e-30)
+    p = p[p > 0]
+    return float(torch.exp(-(p * p.log()).sum()))
+
+
+def quantiles(values) -> dict:
+    import torch
+
+    q = torch.quantile(values.double(), torch.tensor([0.0, 0.25, 0.5, 0.75, 1.0], dtype=torch.float64))
+    return dict(zip(("min", "q1", "median", "q3", "max"), (float(v) for v in q)))
+
+
+def _flat(tensors: dict):
+    import torch
+
+    return torch.cat([t.reshape(-1) for t in tensors.values()])
+
+
+def _flat_rows(rows: dict, k: int):
+    import torch
+
+    return torch.cat([r.reshape(k, -1) for r in rows.values()], dim=1)

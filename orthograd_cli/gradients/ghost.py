@@ -21,7 +21,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from orthograd_cli.gradients.hooks import capture_layers, owner
+from orthograd_cli.errors import RecipeError
+from orthograd_cli.gradients.hooks import HooksUnsupported, capture_layers, owner
 
 CHUNK_ELEMENTS = 1 << 24  # float64 elements per temporary block of ghost products (128 MiB)
 ROWS_BYTES = 1 << 30  # the most one layer's explicit per-sample gradients may take
@@ -107,7 +108,11 @@ def ghost_gram(model, params: dict, inputs, targets, loss_fn: Callable, unlearn_
 
     owners = {name: owner(model, name) for name in params}
     modules = {id(module): module for module, _ in owners.values()}
-    captured, losses = capture_layers(model, params, inputs, targets, loss_fn)
+    try:
+        captured, losses = capture_layers(model, params, inputs, targets, loss_fn)
+    except HooksUnsupported as err:
+        raise RecipeError(f"method.per_sample.backend: gram cannot run this model ({err})",
+                          "use another per-sample backend (auto, vmap, loop)") from None
     layers = {key: _Layer(modules[key], layer_input, delta) for key, (layer_input, delta) in captured.items()}
     size = len(losses)
     device = next(iter(params.values())).device

@@ -17,6 +17,10 @@ from collections.abc import Callable
 from orthograd_cli.gradients.batching import at_least_float32, batch_len, forward, rows
 
 
+class HooksUnsupported(Exception):
+    """The model uses a hooked layer in a way one forward hook cannot follow (e.g. a layer called twice)."""
+
+
 def owner(model, param_name: str):
     """(module, "weight" | "bias" | ...) that a parameter name points to."""
     module_name, _, attribute = param_name.rpartition(".")
@@ -55,8 +59,8 @@ def capture_layers(model, params: dict, inputs, labels, loss_fn: Callable):
 
     def keep(module, args, output):
         if id(module) in captured:
-            raise ValueError(f"{type(module).__name__} is called twice in one forward; per-sample gradients "
-                             "from hooks need each layer once (use the vmap backend)")
+            raise HooksUnsupported(f"{type(module).__name__} is called twice in one forward; per-sample gradients "
+                                   "from hooks need each layer once")
         captured[id(module)] = (args[0].detach(), output)
         # the rest of the model gets a copy: an in-place op downstream (ReLU(inplace=True) after a
         # BatchNorm or a conv, `out += identity`) would otherwise turn `output` into a later tensor

@@ -19,8 +19,9 @@ from orthograd_cli.errors import RecipeError
 from orthograd_cli.gradients.batching import batch_len, forward, rows
 
 BACKENDS = ("auto", "hooks", "vmap", "loop")
-NO_VMAP_FOR_SPEECH = ("method.per_sample.backend: vmap cannot differentiate speech models (F.ctc_loss has no vmap "
-                      "rule)", "use hooks (exact for LoRA) or loop")
+NO_VMAP_FOR_TUPLE_BATCHES = ("method.per_sample.backend: vmap cannot differentiate this task's loss (its batches "
+                             "are tuples of padded sequences, e.g. CTC, which has no vmap rule)",
+                             "use hooks (exact for LoRA) or loop")
 
 
 def trainable_parameters(model) -> dict:
@@ -42,14 +43,19 @@ def per_sample_grads(model, params: dict, inputs, labels, loss_fn: Callable, bac
         from orthograd_cli.gradients import hooks
 
         if hooks.supports(model, params):
-            return hooks.hook_grads(model, params, inputs, labels, loss_fn)
-        if backend == "hooks":
+            try:
+                return hooks.hook_grads(model, params, inputs, labels, loss_fn)
+            except hooks.HooksUnsupported as err:
+                if backend == "hooks":
+                    raise RecipeError(f"method.per_sample.backend: hooks cannot run this model ({err})",
+                                      "use auto, vmap or loop") from None
+        elif backend == "hooks":
             raise RecipeError("method.per_sample.backend: hooks needs every trainable tensor to be a Linear/Conv2d "
                               "weight or bias", "use auto, vmap or loop")
         backend = "vmap"
     if backend == "vmap":
-        if isinstance(inputs, tuple):  # speech: F.ctc_loss has no vmap batching rule
-            raise RecipeError(*NO_VMAP_FOR_SPEECH)
+        if isinstance(inputs, tuple):  # padded sequence batches: their losses (CTC) have no vmap rule
+            raise RecipeError(*NO_VMAP_FOR_TUPLE_BATCHES)
         return _vmap_grads(model, params, inputs, labels, loss_fn, chunk_size)
     if backend == "loop":
         return _loop_grads(model, params, inputs, labels, loss_fn)

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 from orthograd_cli.data.digits import LABELS, build_digits
+from orthograd_cli.report import DemoReport
 
 DEMO_CLASS = 7
 
@@ -22,25 +23,25 @@ def demo_checkpoint(data_dir: Path, seed: int = 0, epochs: int = 4) -> Path:
     """A resnet18 trained on the digits train split, cached beside the data."""
     import torch
 
-    from orthograd_cli.data.images import load_image_set
     from orthograd_cli.data.manifest import read_manifest
     from orthograd_cli.models.checkpoint import save_checkpoint
     from orthograd_cli.models.registry import ModelInfo, build_model
     from orthograd_cli.recipe import DataSpec
+    from orthograd_cli.tasks.classification.data import load_image_set
     from orthograd_cli.training import train_classifier
 
     path = data_dir / f"resnet18_digits_seed{seed}.safetensors"
     if path.exists():
         return path
     info = ModelInfo(arch="resnet18", num_classes=10, labels=LABELS)
-    train = load_image_set("train", read_manifest(data_dir / "train.csv", num_classes=10), DataSpec())
+    train = load_image_set("train", read_manifest(data_dir / "train.csv", "classification", info), DataSpec())
     torch.manual_seed(seed)
     model = train_classifier(build_model(info), train, epochs=epochs, seed=seed)
     save_checkpoint(model.state_dict(), path, info.metadata())
     return path
 
 
-def run_demo(out_dir: Path, progress: bool = True) -> dict:
+def run_demo(out_dir: Path, observer=None) -> DemoReport:
     from orthograd_cli.jobs.forget import run_forget
     from orthograd_cli.recipe import load_recipe
 
@@ -55,5 +56,5 @@ def run_demo(out_dir: Path, progress: bool = True) -> dict:
         recipe, sha = load_recipe(recipe_name)
         runs[mode] = run_forget(str(checkpoint), {"forget": folder / "forget.csv", "retain": folder / "retain.csv",
                                                   "test": test}, recipe, sha, str(out_dir / mode), overwrite=True,
-                                progress=progress)
-    return {"command": "demo", "checkpoint": str(checkpoint), "data": str(data), "runs": runs}
+                                observer=observer)
+    return DemoReport(scenario="image", checkpoint=str(checkpoint), data=str(data), runs=runs)

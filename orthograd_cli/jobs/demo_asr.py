@@ -11,6 +11,7 @@ from pathlib import Path
 
 from orthograd_cli.data.speech import SAMPLE_RATE, build_speech_corpus, slug, vocabulary
 from orthograd_cli.jobs.demo import cache_dir
+from orthograd_cli.report import DemoReport
 
 FORGET_VOICE = "en-gb-scotland+m2"
 RECIPE = "wav2vec2_model_espeak_speaker"
@@ -49,17 +50,17 @@ def speech_checkpoint(corpus: Path, train_manifest: str = "train.csv", name: str
     """A small CTC model trained on `corpus/train_manifest`, cached beside the corpus."""
     import torch
 
-    from orthograd_cli.data.audio import load_audio_set
     from orthograd_cli.data.manifest import read_manifest
     from orthograd_cli.models.checkpoint import save_checkpoint
     from orthograd_cli.models.registry import build_model
+    from orthograd_cli.tasks.asr.data import load_audio_set
     from orthograd_cli.training import train_ctc
 
     path = corpus / f"{name}_seed{seed}.safetensors"
     if path.exists():
         return path
     info = speech_info()
-    manifest = read_manifest(corpus / train_manifest, task="asr", vocab=info.vocab)
+    manifest = read_manifest(corpus / train_manifest, "asr", info)
     train = load_audio_set("train", manifest, info.vocab, info.sample_rate)
     torch.manual_seed(seed)
     model = train_ctc(build_model(info), train, epochs=epochs, batch_size=8, lr=2e-3, seed=seed, progress=progress)
@@ -67,7 +68,7 @@ def speech_checkpoint(corpus: Path, train_manifest: str = "train.csv", name: str
     return path
 
 
-def run_demo_asr(out_dir: Path, progress: bool = True) -> dict:
+def run_demo_asr(out_dir: Path, observer=None) -> DemoReport:
     from orthograd_cli.jobs.forget import run_forget
     from orthograd_cli.recipe import load_recipe
 
@@ -77,6 +78,6 @@ def run_demo_asr(out_dir: Path, progress: bool = True) -> dict:
     recipe, sha = load_recipe(RECIPE)
     manifests = {name: voice / f"{name}.csv" for name in ("forget", "retain", "test", "forget_test")}
     run = run_forget(str(checkpoint), manifests, recipe, sha, str(out_dir / "speaker"), overwrite=True,
-                     progress=progress)
-    return {"command": "demo", "scenario": "asr", "checkpoint": str(checkpoint), "data": str(corpus),
-            "forget_voice": FORGET_VOICE, "runs": {"speaker": run}}
+                     observer=observer)
+    return DemoReport(scenario="asr", checkpoint=str(checkpoint), data=str(corpus), forget_voice=FORGET_VOICE,
+                      runs={"speaker": run})

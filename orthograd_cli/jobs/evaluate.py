@@ -1,54 +1,76 @@
-"""`orthograd evaluate`: accuracy (WER for speech) on each given set; with the original model, UIS;
-the MIA; and with a reference model (the gold standard: retrained without the forget data), each
-metric's gap to it."""
+"""`orthograd evaluate`: the task's accuracy (and WER for speech) on each given set; with the original
+model, UIS; the MIA; and with a reference model (the gold standard: retrained without the forget
+data), each metric's gap to it."""
 
 from __future__ import annotations
 
-from orthograd_cli.loading import load_checkpoint_and_info, load_everything, pick_device
+from pathlib import Path
+
+from orthograd_cli.errors import CheckpointError
+from orthograd_cli.loading import load_checkpoint_and_info, load_everything
+from orthograd_cli.models.checkpoint import Checkpoint
 from orthograd_cli.metrics.evaluation import measure, metrics_from
+from orthograd_cli.models.registry import load_model
 from orthograd_cli.recipe import Recipe
-from orthograd_cli.report import provenance
+from orthograd_cli.outputs import check_not_an_input, check_output_file
+from orthograd_cli.report import EvaluateReport, Metrics, provenance, write_report
+from orthograd_cli.runtime import Runtime
 
 
-def gaps_to_reference(metrics: dict, reference: dict) -> dict:
+def gaps_to_reference(metrics: Metrics, reference: Metrics) -> dict[str, float]:
     """metric − reference metric, for every metric both reports have (0 = behaves like the reference)."""
-    return {name: entry["value"] - reference[name]["value"] for name, entry in metrics.items()
-            if name in reference and entry["value"] is not None and reference[name]["value"] is not None}
+    return {name: entry.value - reference[name].value for name, entry in metrics.items()
+            if name in reference and entry.value is not None and reference[name].value is not None}
 
 
 def run_evaluate(model_path: str, manifests: dict, recipe: Recipe, recipe_sha256: str, original_path: str | None = None,
-                 arch: str | None = None, reference_path: str | None = None) -> dict:
-    from orthograd_cli.models.registry import load_model
-
+                 arch: str | None = None, reference_path: str | None = None, strict: bool = False,
+                 out_path: str | None = None) -> EvaluateReport:
+    """Measure the model; with `out_path`, also write the report there (checked before any work)."""
     loaded = load_everything(model_path, recipe, manifests, arch)
     original = load_checkpoint_and_info(original_path, recipe, arch) if original_path else None
     reference = load_checkpoint_and_info(reference_path, recipe, arch) if reference_path else None
-    device = pick_device(recipe.device)
-    batch, mode, task = recipe.eval.batch_size, recipe.eval.mode, loaded.info.task
+    notes = [check_original(loaded.checkpoint, original[0], strict)] if original else []
+    if out_path:
+        check_output_file(out_path, [*loaded.input_paths, *(c.path for c, _ in filter(None, (original, reference)))])
+        check_not_an_input(out_path, loaded.sample_paths, resolved=True)
+    runtime = Runtime.from_recipe(recipe)
+    batch, mode, task = recipe.eval.batch_size, recipe.eval.mode, loaded.task
 
     def results_of(model):
-        return measure(model.to(device).eval(), loaded.sets, batch, device, task)
+        return measure(model.to(runtime.device).eval(), loaded.sets, batch, runtime.device, task)
 
     def metrics_of(results):
-        return metrics_from(results, mode, original_results, recipe.eval.mia, recipe.seed, task)
+        return metrics_from(results, mode, task, original_results, recipe.eval.mia, recipe.seed)
 
-    results = results_of(loaded.build_model(device))
+    results = results_of(loaded.build_model(runtime.device))
     original_results = results_of(load_model(*original)) if original is not None else None
-    report = {
-        "command": "evaluate",
-        "model": str(model_path),
-        "task": task,
-        "mode": mode,
-        "metrics": metrics_of(results),
-        "provenance": provenance(device, recipe.seed, model=loaded.checkpoint.sha256,
-                                 original=original[0].sha256 if original else None,
-                                 reference=reference[0].sha256 if reference else None, recipe=recipe_sha256,
-                                 **{f"manifest_{n}": m.sha256 for n, m in loaded.manifests.items()}),
-    }
+    report = EvaluateReport(
+        model=str(model_path), task=task.name, mode=mode, metrics=metrics_of(results), notes=[n for n in notes if n],
+        provenance=provenance(runtime.device, recipe.seed, model=loaded.checkpoint.sha256,
+                              original=original[0].sha256 if original else None,
+                              reference=reference[0].sha256 if reference else None, recipe=recipe_sha256,
+                              **{f"manifest_{n}": m.sha256 for n, m in loaded.manifests.items()}))
     if original_results is not None:
-        report["original_metrics"] = metrics_of(original_results)
+        report.original_metrics = metrics_of(original_results)
     if reference is not None:
-        report["reference"] = str(reference_path)
-        report["reference_metrics"] = metrics_of(results_of(load_model(*reference)))
-        report["gap_to_reference"] = gaps_to_reference(report["metrics"], report["reference_metrics"])
+        report.reference = str(reference_path)
+        report.reference_metrics = metrics_of(results_of(load_model(*reference)))
+        report.gap_to_reference = gaps_to_reference(report.metrics, report.reference_metrics)
+    if out_path:
+        write_report(report, Path(out_path))
     return report
+
+
+def check_original(model: Checkpoint, original: Checkpoint, strict: bool) -> str | None:
+    """The original must be the base the model was unlearned from, where the model records it
+    (`orthograd.sha256.base`): otherwise UIS compares against the wrong model. A note, or with
+    `strict` an error."""
+    recorded = model.meta("sha256.base")
+    if recorded is None or recorded == original.sha256:
+        return None
+    message = (f"{original.path} is not the model {model.path} was unlearned from (recorded base sha256 "
+               f"{recorded[:12]}…, given {original.sha256[:12]}…)")
+    if strict:
+        raise CheckpointError(message, "pass the original checkpoint the run started from")
+    return message + "; UIS and original_* compare against it anyway"

@@ -1,122 +1,99 @@
 """`orthograd forget`: checkpoint + forget/retain sets → merged checkpoint, adapter and report.
 
-Everything is written into a temporary folder beside `--out` and renamed into place at the end,
-so an interrupted or failed run leaves no half-written output.
+Everything is written into a temporary folder beside the output folder and renamed into place at
+the end, so an interrupted or failed run leaves no half-written output.
 """
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from orthograd_cli.errors import UsageError
-from orthograd_cli.loading import Loaded, load_everything, pick_device
+from orthograd_cli.loading import Loaded, load_everything
+from orthograd_cli.methods.observer import Observer
 from orthograd_cli.metrics.evaluation import measure, metrics_from
-from orthograd_cli.models.checkpoint import Checkpoint, commit_out_dir, prepare_out_dir, save_checkpoint
+from orthograd_cli.models.checkpoint import Checkpoint, save_checkpoint
+from orthograd_cli.outputs import check_not_an_input, check_output_file, claimed_folder
 from orthograd_cli.models.registry import load_model
 from orthograd_cli.recipe import Recipe
-from orthograd_cli.report import provenance, provenance_metadata, write_report
+from orthograd_cli.report import BeforeAfter, ForgetReport, provenance, provenance_metadata, write_report
+from orthograd_cli.runtime import Runtime
 
 ADAM_NOTE = ("method.optimizer=adam rescales each coordinate of d, so the update is no longer exactly "
              "orthogonal to the retain gradients (the first-order guarantee holds only for normalized_sgd)")
 
 
-def split_holdout(forget_set, share: float, seed: int):
-    """(update part, held-out part) of the forget set; the held-out part never drives an update."""
-    import torch
-
-    if share <= 0:
-        return forget_set, None
-    order = torch.randperm(len(forget_set), generator=torch.Generator().manual_seed(seed + 1))
-    n_holdout = max(1, int(round(share * len(forget_set))))
-    if n_holdout >= len(forget_set):
-        raise UsageError(f"method.stop.forget_holdout={share} leaves no forget samples to unlearn on")
-    return forget_set.subset(order[n_holdout:].sort().values), forget_set.subset(order[:n_holdout].sort().values)
-
-
-def stop_target(recipe: Recipe, before: dict) -> float:
-    if recipe.method.stop.target_forget_acc is not None:
-        return recipe.method.stop.target_forget_acc
-    if recipe.eval.mode == "class":
-        return 0.0
-    if "test" not in before:
-        raise UsageError("sample-wise unlearning stops at the original test accuracy, but no --test set was given",
-                         "pass --test TEST.csv or --set method.stop.target_forget_acc=0.9")
-    return before["test"].accuracy
-
-
-def trainable_model(model, recipe: Recipe):
-    """The module to unlearn and its trainable parameters: LoRA adapters, or every weight."""
-    import torch
-
-    from orthograd_cli.gradients.per_sample import trainable_parameters
-
-    torch.manual_seed(recipe.seed)  # LoRA's A matrices are initialised at random
-    if recipe.lora.enabled:
-        from orthograd_cli.models.lora import wrap_with_lora
-
-        model = wrap_with_lora(model, recipe.lora.r, recipe.lora.alpha, recipe.lora.target_modules)
-    model.eval()
-    return model, trainable_parameters(model)
-
-
-def check_recipe_fits_task(recipe: Recipe, task: str) -> None:
-    """Refuse, before any work, method settings the task cannot run."""
-    from orthograd_cli.errors import RecipeError
-    from orthograd_cli.gradients.per_sample import NO_VMAP_FOR_SPEECH
+def check_recipe_fits_task(recipe: Recipe, task) -> None:
+    """Refuse, before any work, settings the task cannot run."""
     from orthograd_cli.methods import check_method_fits_task
 
-    if task == "asr" and recipe.method.per_sample.backend == "vmap":
-        raise RecipeError(*NO_VMAP_FOR_SPEECH)
-    check_method_fits_task(recipe.method.name, task)
+    task.check_recipe(recipe)
+    check_method_fits_task(recipe.method.name, task.name)
 
 
 def run_forget(model_path: str, manifests: dict, recipe: Recipe, recipe_sha256: str, out_dir: str,
-               overwrite: bool = False, arch: str | None = None, progress: bool = True) -> dict:
+               overwrite: bool = False, arch: str | None = None, observer: Observer | None = None,
+               extra_outputs: tuple = ()) -> ForgetReport:
+    """Validate everything, claim `out_dir`, unlearn, and write the checkpoint, adapter and report into it.
+    `extra_outputs`: other files the caller will write (a plot), checked with the same rules up front."""
     loaded = load_everything(model_path, recipe, manifests, arch)
-    return forget_loaded(loaded, recipe, recipe_sha256, out_dir, overwrite, progress)
+    check_recipe_fits_task(recipe, loaded.task)
+    for path in extra_outputs:
+        check_output_file(path, [*loaded.input_paths, out_dir])
+        check_not_an_input(path, loaded.sample_paths, resolved=True)
+    with claimed_folder(out_dir, "forget", loaded.input_paths, overwrite, output_bytes(loaded),
+                        loaded.sample_paths) as folder:
+        return forget_into(loaded, recipe, recipe_sha256, folder, Path(out_dir), observer)
 
 
-def forget_loaded(loaded: Loaded, recipe: Recipe, recipe_sha256: str, out_dir: str, overwrite: bool = False,
-                  progress: bool = True) -> dict:
-    """One forget run on inputs already loaded and validated (`compare` reuses them across runs)."""
-    out_dir = Path(out_dir)
-    tmp_dir = prepare_out_dir(out_dir, overwrite)
-    try:
-        report = _forget_into(loaded, recipe, recipe_sha256, tmp_dir, progress)
-        report["outputs"] = {name: str(out_dir / name) for name in ("model.safetensors", "adapter", "report.json")
-                             if (tmp_dir / name).exists()}
-        write_report(report, tmp_dir / "report.json")
-        commit_out_dir(tmp_dir, out_dir)
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
+def output_bytes(loaded: Loaded) -> int:
+    """About what a run writes: the merged checkpoint (the adapter and report are small beside it)."""
+    return loaded.checkpoint.path.stat().st_size
+
+
+def forget_into(loaded: Loaded, recipe: Recipe, recipe_sha256: str, folder: Path, final: Path,
+                observer: Observer | None = None) -> ForgetReport:
+    """One forget run on inputs already loaded and validated, written into `folder` (renamed to `final`
+    by the caller); `compare` reuses the loaded inputs across runs."""
+    report = _forget_into(loaded, recipe, recipe_sha256, folder, observer)
+    report.outputs = {name: str(final / name) for name in ("model.safetensors", "adapter", "report.json")
+                      if (folder / name).exists() or name == "report.json"}
+    write_report(report, folder / "report.json")
     return report
 
 
-def _forget_into(loaded: Loaded, recipe: Recipe, recipe_sha256: str, tmp_dir: Path, progress: bool) -> dict:
-    from orthograd_cli.methods import METHODS
+def _forget_into(loaded: Loaded, recipe: Recipe, recipe_sha256: str, tmp_dir: Path, observer) -> ForgetReport:
+    from orthograd_cli.methods import get_method
     from orthograd_cli.methods.loop import run_unlearning
+    from orthograd_cli.methods.sampler import UnlearnSampler
+    from orthograd_cli.methods.stop import StopRule, split_holdout, stop_target
+    from orthograd_cli.models.lora import trainable_model
 
-    device = pick_device(recipe.device)
-    batch, task_name, task = recipe.eval.batch_size, loaded.info.task, loaded.task
-    check_recipe_fits_task(recipe, task_name)
+    runtime = Runtime.from_recipe(recipe)
+    spec, task, batch = recipe.method, loaded.task, recipe.eval.batch_size
     sets = dict(loaded.sets)
-    forget_update, holdout = split_holdout(sets["forget"], recipe.method.stop.forget_holdout, recipe.seed)
+    forget_update, holdout = split_holdout(sets["forget"], spec.stop.forget_holdout, recipe.seed)
     if holdout is not None:
         sets["forget_holdout"] = holdout
+    retain = sets["retain"]
+    if spec.retain_batch_size > len(retain):
+        raise UsageError(f"method.retain_batch_size={spec.retain_batch_size} is larger than the retain set "
+                         f"({len(retain)} samples)", f"lower it, e.g. method.retain_batch_size={len(retain)}")
 
-    model = loaded.build_model(device)
-    before = measure(model, sets, batch, device, task_name)
-    target = stop_target(recipe, before)
-    model, params = trainable_model(model, recipe)
-    direction_fn = METHODS[recipe.method.name].make(model, params, forget_update, sets["retain"], recipe.method,
-                                                    task.mean_loss, recipe.seed)
-    tracked = {name: sets[name] for name in ("forget_test", "test") if name in sets}
-    result = run_unlearning(model, params, forget_update, sets["retain"], holdout or sets["forget"], recipe, target,
-                            direction_fn, task.mean_loss, lambda m, dataset: task.score(m, dataset, batch, device),
-                            device, progress, tracked)
+    model = loaded.build_model(runtime.device)
+    before = measure(model, sets, batch, runtime.device, task)
+    target = stop_target(spec.stop, recipe.eval.mode, before["test"].accuracy if "test" in before else None)
+    model, params = trainable_model(model, recipe, loaded.info)
+    direction_fn = get_method(spec.name).make(model, params, forget_update, retain, spec, task.mean_loss, recipe.seed)
+    sampler = UnlearnSampler(len(forget_update), retain.manifest.ids, spec.unlearn_batch_size, spec.retain_batch_size,
+                             recipe.seed)
+    stop = StopRule(target, spec.stop.check_every, holdout or sets["forget"],
+                    lambda m, dataset: task.score(m, dataset, batch, runtime.device),
+                    {name: sets[name] for name in ("forget_test", "test") if name in sets})
+    result = run_unlearning(model, params, forget_update, retain, sampler, stop, direction_fn, task.mean_loss, spec,
+                            runtime, observer)
 
-    prov = provenance(device, recipe.seed, base=loaded.checkpoint.sha256, recipe=recipe_sha256,
+    prov = provenance(runtime.device, recipe.seed, base=loaded.checkpoint.sha256, recipe=recipe_sha256,
                       **{f"manifest_{n}": m.sha256 for n, m in loaded.manifests.items()})
     metadata = {**loaded.checkpoint.metadata, **loaded.info.metadata(), **provenance_metadata(prov)}
     merged = _merged_weights(model, loaded, recipe, tmp_dir, metadata)
@@ -124,28 +101,26 @@ def _forget_into(loaded: Loaded, recipe: Recipe, recipe_sha256: str, tmp_dir: Pa
 
     # "after" is measured on the weights as written, so the report matches the file exactly
     unlearned = load_model(Checkpoint(path=tmp_dir / "model.safetensors", state_dict=merged), loaded.info)
-    after = measure(unlearned.to(device).eval(), sets, batch, device, task_name)
+    after = measure(unlearned.to(runtime.device).eval(), sets, batch, runtime.device, task)
     mode, mia = recipe.eval.mode, recipe.eval.mia
-    report = {
-        "command": "forget",
-        "method": recipe.method.name,
-        "task": task_name,
-        "mode": mode,
-        "steps": result.steps,
-        "stop_reason": result.stop_reason,
-        "target_forget_acc": target,
-        "wall_s": round(result.wall_s, 3),
-        "trainable_parameters": int(sum(p.numel() for p in params.values())),
-        "metrics": {"before": metrics_from(before, mode, before, mia, recipe.seed, task_name),
-                    "after": metrics_from(after, mode, before, mia, recipe.seed, task_name)},
-        "diagnostics": result.diagnostics,
-        "history": result.history,
-        "retain_ids_sha256": result.retain_ids_sha256,
-        "notes": [ADAM_NOTE] if recipe.method.optimizer == "adam" else [],
-        "recipe": recipe.model_dump(mode="json"),
-        "provenance": prov,
-    }
-    return report
+    return ForgetReport(
+        method=spec.name,
+        task=task.name,
+        mode=mode,
+        steps=result.steps,
+        stop_reason=result.stop_reason,
+        target_forget_acc=target,
+        wall_s=round(result.wall_s, 3),
+        trainable_parameters=int(sum(p.numel() for p in params.values())),
+        metrics=BeforeAfter(before=metrics_from(before, mode, task, before, mia, recipe.seed),
+                            after=metrics_from(after, mode, task, before, mia, recipe.seed)),
+        diagnostics=result.diagnostics,
+        history=result.history,
+        retain_ids_sha256=result.retain_ids_sha256,
+        notes=[ADAM_NOTE] if spec.optimizer == "adam" else [],
+        recipe=recipe.model_dump(mode="json"),
+        provenance=prov,
+    )
 
 
 def _merged_weights(model, loaded: Loaded, recipe: Recipe, tmp_dir: Path, metadata: dict) -> dict:
@@ -153,8 +128,7 @@ def _merged_weights(model, loaded: Loaded, recipe: Recipe, tmp_dir: Path, metada
     if not recipe.lora.enabled:
         state = model.state_dict()
         return {k: state[k].detach().to("cpu", v.dtype).contiguous() for k, v in loaded.checkpoint.state_dict.items()}
-    from orthograd_cli.jobs.merge import merge_adapter
-    from orthograd_cli.models.lora import save_adapter
+    from orthograd_cli.models.lora import merge_adapter, save_adapter
 
     save_adapter(model, tmp_dir / "adapter", loaded.checkpoint.sha256, metadata)
     return merge_adapter(loaded.checkpoint, loaded.info, tmp_dir / "adapter")

@@ -8,9 +8,10 @@ from pathlib import Path
 from orthograd_cli.models.checkpoint import read_checkpoint
 from orthograd_cli.models.registry import guess_arch
 from orthograd_cli.recipe import Recipe
+from orthograd_cli.report import InspectReport
 
 
-def checkpoint_view(model_path: str, arch: str | None = None) -> dict:
+def checkpoint_view(model_path: str, arch: str | None = None) -> InspectReport:
     checkpoint = read_checkpoint(model_path)
     state = checkpoint.state_dict
     given = arch or checkpoint.meta("arch")
@@ -19,49 +20,38 @@ def checkpoint_view(model_path: str, arch: str | None = None) -> dict:
         group = groups.setdefault(key.split(".")[0], {"tensors": 0, "parameters": 0})
         group["tensors"] += 1
         group["parameters"] += tensor.numel()
-    return {
-        "command": "inspect",
-        "path": str(model_path),
-        "sha256": checkpoint.sha256,
-        "arch": given or guess_arch(state),
-        "arch_source": "given" if arch else ("metadata" if given else "guessed"),
-        "tensors": len(state),
-        "parameters": int(sum(t.numel() for t in state.values())),
-        "dtypes": dict(Counter(str(t.dtype).removeprefix("torch.") for t in state.values())),
-        "metadata": checkpoint.metadata,
-        "key_groups": groups,
-    }
-
-
-def _quantiles(values) -> dict:
-    import torch
-
-    q = torch.quantile(values.double(), torch.tensor([0.0, 0.25, 0.5, 0.75, 1.0], dtype=torch.float64))
-    return dict(zip(("min", "q1", "median", "q3", "max"), (float(v) for v in q)))
-
-
-def _cosine(a, b) -> float:
-    return float((a @ b) / (a.norm() * b.norm()).clamp_min(1e-30))
+    return InspectReport(
+        path=str(model_path),
+        sha256=checkpoint.sha256,
+        arch=given or guess_arch(state),
+        arch_source="given" if arch else ("metadata" if given else "guessed"),
+        tensors=len(state),
+        parameters=int(sum(t.numel() for t in state.values())),
+        dtypes=dict(Counter(str(t.dtype).removeprefix("torch.") for t in state.values())),
+        metadata=checkpoint.metadata,
+        key_groups=groups,
+    )
 
 
 def gradient_conflict(model_path: str, manifests: dict, recipe: Recipe, arch: str | None = None,
                       batches: int = 1, top: int = 5) -> dict:
-    """Conflict between the forget gradient and each retain sample's, over the recipe's trainable parameters."""
+    """Conflict between the forget gradient and each retain sample's, over the recipe's trainable
+    parameters (see gradients/conflict.py for what "in conflict" means)."""
     import torch
 
-    from orthograd_cli.gradients.conflict import DEFINITION as CONFLICT_DEFINITION
-    from orthograd_cli.gradients.conflict import conflict_share
+    from orthograd_cli.gradients import conflict
     from orthograd_cli.gradients.per_sample import batch_grad, per_sample_grads
     from orthograd_cli.gradients.projection import project
-    from orthograd_cli.jobs.forget import trainable_model
-    from orthograd_cli.loading import load_everything, pick_device
+    from orthograd_cli.loading import load_everything
+    from orthograd_cli.models.lora import trainable_model
+    from orthograd_cli.runtime import Runtime
 
     loaded = load_everything(model_path, recipe, manifests, arch)
     mean_loss = loaded.task.mean_loss
     backend = recipe.method.per_sample.backend
     backend = "auto" if backend == "gram" else backend  # the statistics below need the rows themselves
-    device = pick_device(recipe.device)
-    model, params = trainable_model(loaded.build_model(device), recipe)
+    device = Runtime.from_recipe(recipe).device
+    model, params = trainable_model(loaded.build_model(device), recipe, loaded.info)
     forget_set, retain_set = loaded.sets["forget"], loaded.sets["retain"]
     k = min(recipe.method.retain_batch_size, len(retain_set))
     generator = torch.Generator().manual_seed(recipe.seed)
@@ -72,23 +62,20 @@ def gradient_conflict(model_path: str, manifests: dict, recipe: Recipe, arch: st
         g_u, _ = batch_grad(model, params, *forget_set.batch(fi, device), mean_loss)
         rows, _ = per_sample_grads(model, params, *retain_set.batch(ri, device),
                                    mean_loss, backend, recipe.method.per_sample.chunk_size)
-        flat_u = torch.cat([g.reshape(-1) for g in g_u.values()])
-        flat_rows = torch.cat([r.reshape(k, -1) for r in rows.values()], dim=1)
-        sample_cos = (flat_rows @ flat_u) / (flat_rows.norm(dim=1) * flat_u.norm()).clamp_min(1e-30)
-        cosines.append(sample_cos.cpu())
+        cosines.append(conflict.cosines_with_each(g_u, rows).cpu())
         ids += [retain_set.manifest.samples[i].id for i in ri.tolist()]
-        mean_cos.append(_cosine(flat_u, flat_rows.mean(0)))
+        mean_cos.append(conflict.cosine(torch.cat([g.reshape(-1) for g in g_u.values()]),
+                                        torch.cat([r.mean(0).reshape(-1) for r in rows.values()])))
         for name in params:
             layer = name.split(".lora_")[0].removeprefix("base_model.model.")
-            layer_cos.setdefault(layer, []).append(_cosine(g_u[name].reshape(-1), rows[name].mean(0).reshape(-1)))
+            layer_cos.setdefault(layer, []).append(conflict.cosine(g_u[name], rows[name].mean(0)))
         for scope in removed:
             _, stats = project(g_u, rows, scope, recipe.method.projection.rank_tol, recipe.method.projection.solver)
             removed[scope].append(1 - stats.kept_norm_ratio)
+        flat_rows = torch.cat([r.reshape(k, -1) for r in rows.values()], dim=1)
         spectra.append(torch.linalg.svdvals(flat_rows.double()).cpu())
     all_cos = torch.cat(cosines)
     s = spectra[0]
-    p = s / s.sum().clamp_min(1e-30)
-    effective_rank = float(torch.exp(-(p[p > 0] * p[p > 0].log()).sum()))
     strongest = torch.argsort(all_cos, descending=True)[:top]  # the largest cosines: ascent hurts them most
     return {
         "batches": batches,
@@ -96,11 +83,11 @@ def gradient_conflict(model_path: str, manifests: dict, recipe: Recipe, arch: st
         "trainable_parameters": int(sum(p.numel() for p in params.values())),
         "cosine_forget_vs_mean_retain": sum(mean_cos) / len(mean_cos),
         "cosine_forget_vs_mean_retain_per_layer": {n: sum(v) / len(v) for n, v in layer_cos.items()},
-        "cosine_forget_vs_each_retain": _quantiles(all_cos),
-        "share_in_conflict": conflict_share(all_cos),
-        "conflict_definition": CONFLICT_DEFINITION,
+        "cosine_forget_vs_each_retain": conflict.quantiles(all_cos),
+        "share_in_conflict": conflict.conflict_share(all_cos),
+        "conflict_definition": conflict.DEFINITION,
         "retain_singular_values": [float(v) for v in s[:10]],
-        "retain_effective_rank": effective_rank,
+        "retain_effective_rank": conflict.effective_rank(s),
         "retain_numerical_rank": int((s > recipe.method.projection.rank_tol * s[0]).sum()),
         "share_of_forget_grad_removed": {scope: sum(v) / len(v) for scope, v in removed.items()},
         "strongest_conflicts": [{"id": ids[i], "cosine": float(all_cos[i])} for i in strongest.tolist()

@@ -5,28 +5,25 @@ from __future__ import annotations
 from pathlib import Path
 
 from orthograd_cli.errors import CheckpointError
-from orthograd_cli.models.checkpoint import Checkpoint, read_checkpoint, save_checkpoint
-from orthograd_cli.models.lora import load_adapter_into, merged_state_dict, read_adapter_info
-from orthograd_cli.models.registry import ModelInfo, load_model, resolve_model_info
-
-
-def merge_adapter(base: Checkpoint, info: ModelInfo, adapter_dir: Path) -> dict:
-    """Base weights + adapter, merged on the CPU; keys, shapes and dtypes are the base's."""
-    model = load_model(base, info)
-    peft_model = load_adapter_into(model, adapter_dir)
-    return merged_state_dict(peft_model, base.state_dict)
+from orthograd_cli.models.checkpoint import read_checkpoint, save_checkpoint
+from orthograd_cli.models.lora import merge_adapter, read_adapter_info
+from orthograd_cli.models.registry import check_fits, resolve_model_info
+from orthograd_cli.outputs import check_output_file
+from orthograd_cli.report import MergeReport
 
 
 def run_merge(base_path: str, adapter_dir: str, out_path: str, arch: str | None = None,
-              ignore_base_hash: bool = False) -> dict:
+              ignore_base_hash: bool = False) -> MergeReport:
     base = read_checkpoint(base_path)
     adapter_dir = Path(adapter_dir)
+    check_output_file(out_path, [base_path, adapter_dir], need_bytes=base.path.stat().st_size)
     recorded = read_adapter_info(adapter_dir)
     if recorded.get("base_sha256") and recorded["base_sha256"] != base.sha256 and not ignore_base_hash:
         raise CheckpointError(f"{adapter_dir}: adapter was trained on a base with sha256 "
                               f"{recorded['base_sha256'][:12]}…, {base_path} has {base.sha256[:12]}…",
-                              "pass the checkpoint it was trained on, or --ignore-base-hash")
+                              "pass the checkpoint it was trained on, or ignore the recorded base hash")
     info = resolve_model_info(base, arch)
+    check_fits(base, info)
     trained_on = (recorded.get("metadata") or {}).get("orthograd.arch")
     if trained_on and trained_on != info.arch:
         raise CheckpointError(f"{adapter_dir}: adapter was trained on '{trained_on}', the base is '{info.arch}'",
@@ -34,5 +31,5 @@ def run_merge(base_path: str, adapter_dir: str, out_path: str, arch: str | None 
     merged = merge_adapter(base, info, adapter_dir)
     metadata = recorded.get("metadata") or {**base.metadata, **info.metadata()}
     save_checkpoint(merged, Path(out_path), metadata)
-    return {"command": "merge", "base": str(base_path), "adapter": str(adapter_dir), "out": str(out_path),
-            "base_sha256": base.sha256, "tensors": len(merged)}
+    return MergeReport(base=str(base_path), adapter=str(adapter_dir), out=str(out_path), base_sha256=base.sha256,
+                       tensors=len(merged))

@@ -1,19 +1,46 @@
 """What every unlearning method gives the shared loop: an update direction d per step.
 
 The loop steps θ ← θ − η·d/‖d‖ (or hands d to Adam), so d is a descent direction: a method that
-ascends the forget loss puts −∇loss_forget into d. A method is a function
-`make(model, params, forget_set, retain_set, spec, loss_fn) -> direction_fn`; the factory does any
-one-off preparation (a teacher copy, a saliency mask) and `direction_fn(model, params, forget_batch,
-retain_batch, spec, loss_fn) -> Direction` is called once per step.
+ascends the forget loss puts −∇loss_forget into d. A method file declares itself once, as
+`METHOD = MethodInfo(...)`: its name, a one-line summary, its default α, the tasks it supports, a
+pydantic model of its own settings (recipe keys `method.<name>.…`) and its factory
+`make(model, params, forget_set, retain_set, spec, loss_fn, seed) -> direction_fn`. The factory does
+any one-off preparation (a teacher copy, a saliency mask); `direction_fn(model, params, forget_batch,
+retain_batch, spec, loss_fn) -> Direction` is called once per step. `methods/__init__.py` lists the
+method files; every list of method names (recipe validation, help texts, `compare`) comes from it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from pydantic import BaseModel, ConfigDict
+
 if TYPE_CHECKING:
     from orthograd_cli.gradients.projection import ProjectionStats
+
+
+class MethodSettings(BaseModel):
+    """The base of a method's own settings (recipe keys `method.<name>.…`): unknown keys are refused and
+    every number must be finite."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    name: str
+    summary: str  # one line, shown in `--help` lists
+    make: Callable  # make(model, params, forget_set, retain_set, spec, loss_fn, seed) -> direction_fn
+    default_alpha: float | None = None  # the weight of the retain term when method.alpha is unset; None: no α
+    tasks: tuple[str, ...] | None = None  # the tasks it is defined for; None: every task
+    task_reason: str = ""  # why it is limited to those tasks (said in the error)
+    settings: type[MethodSettings] | None = None  # its own recipe keys, under method.<name>
+
+    def supports(self, task: str) -> bool:
+        return self.tasks is None or task in self.tasks
 
 
 @dataclass

@@ -3,18 +3,23 @@
 Per parameter tensor, with r the mean retain gradient and t = −g_u the ascent direction: where
 cos(r, t) < 0 (direction rectification), r' = r − ⟨t,r⟩/‖t‖²·t and t' = t − ⟨t,r⟩/‖r'‖²·r'.
 Magnitude adjustment: λ = 1/(1 + exp(γ(L_r − ε))) and d = (1−λ)·r' + λ·t', so ascent dominates
-while the retain loss L_r is under ε and gives way to repair once it rises. γ=100 and ε=0.02 follow
-the authors' code. Unlike OrthoGrad it projects against the *mean* retain gradient. The authors'
+while the retain loss L_r is under ε and gives way to repair once it rises. γ = 100 and ε = 0.02
+(`method.gdr_gma.gamma`, `.epsilon`) follow the authors' code. Unlike OrthoGrad it projects against the *mean* retain gradient. The authors'
 memory bank of past forget gradients for the last layer is left out.
 """
 
 import math
 
+from pydantic import Field
+
 from orthograd_cli.gradients.per_sample import batch_grad
 from orthograd_cli.gradients.projection import global_norm
-from orthograd_cli.methods.base import Direction
+from orthograd_cli.methods.base import Direction, MethodInfo, MethodSettings
 
-GAMMA, EPSILON = 100.0, 0.02
+
+class Settings(MethodSettings):
+    gamma: float = Field(100.0, gt=0, description="sharpness γ of the weight λ = 1/(1 + exp(γ(L_r − ε)))")
+    epsilon: float = Field(0.02, ge=0, description="retain loss ε at which ascent and repair weigh alike")
 
 
 def rectify(r, t):
@@ -35,10 +40,15 @@ def make(model, params, forget_set, retain_set, spec, loss_fn, seed: int = 0):
 def gdr_gma_direction(model, params, forget_batch, retain_batch, spec, loss_fn) -> Direction:
     unlearn_grad, unlearn_loss = batch_grad(model, params, *forget_batch, loss_fn)
     retain_grad, retain_loss = batch_grad(model, params, *retain_batch, loss_fn)
-    weight = 1.0 / (1.0 + math.exp(min(GAMMA * (float(retain_loss) - EPSILON), 700.0)))
+    settings = spec.settings
+    weight = 1.0 / (1.0 + math.exp(min(settings.gamma * (float(retain_loss) - settings.epsilon), 700.0)))
     update = {}
     for n in params:
         r, t = rectify(retain_grad[n], -unlearn_grad[n])
         update[n] = (1 - weight) * r + weight * t
     return Direction(update=update, unlearn_loss=float(unlearn_loss), retain_loss=float(retain_loss),
                      unlearn_grad_norm=float(global_norm(unlearn_grad)))
+
+
+METHOD = MethodInfo(name="gdr_gma", summary="rectify against the mean retain gradient, weighted by the retain loss "
+                    "(method.gdr_gma.gamma, .epsilon)", make=make, settings=Settings)

@@ -2,7 +2,7 @@
 
 from orthograd_cli.gradients.per_sample import batch_grad
 from orthograd_cli.gradients.projection import global_norm
-from orthograd_cli.methods.base import Direction
+from orthograd_cli.methods.base import Direction, MethodInfo
 
 
 def make(model, params, forget_set, retain_set, spec, loss_fn, seed: int = 0):
@@ -14,3 +14,6 @@ def neggrad_direction(model, params, forget_batch, retain_batch, spec, loss_fn) 
     unlearn_grad, unlearn_loss = batch_grad(model, params, *forget_batch, loss_fn)
     return Direction(update={n: -g for n, g in unlearn_grad.items()}, unlearn_loss=float(unlearn_loss),
                      retain_loss=None, unlearn_grad_norm=float(global_norm(unlearn_grad)))
+
+
+METHOD = MethodInfo(name="neggrad", summary="plain gradient ascent on the forget set", make=make)

@@ -2,7 +2,7 @@
 
 from orthograd_cli.gradients.per_sample import batch_grad
 from orthograd_cli.gradients.projection import global_norm
-from orthograd_cli.methods.base import Direction, alpha_or_default, combine
+from orthograd_cli.methods.base import Direction, MethodInfo, alpha_or_default, combine
 
 DEFAULT_ALPHA = 0.5
 
@@ -19,3 +19,7 @@ def neggrad_plus_direction(model, params, forget_batch, retain_batch, spec, loss
     update = combine([(alpha, retain_grad), (-(1 - alpha), unlearn_grad)])
     return Direction(update=update, unlearn_loss=float(unlearn_loss), retain_loss=float(retain_loss),
                      unlearn_grad_norm=float(global_norm(unlearn_grad)))
+
+
+METHOD = MethodInfo(name="neggrad_plus", summary="ascent on the forget set plus α·descent on the retain set",
+                    make=make, default_alpha=DEFAULT_ALPHA)

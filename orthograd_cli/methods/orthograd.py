@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from orthograd_cli.gradients.per_sample import batch_grad, per_sample_grads
 from orthograd_cli.gradients.projection import global_norm, project, projection_stats
-from orthograd_cli.methods.base import Direction, alpha_or_default
+from orthograd_cli.methods.base import Direction, MethodInfo, alpha_or_default
 from orthograd_cli.recipe import MethodSpec  # noqa: F401  (type of `spec`)
 
 DEFAULT_ALPHA = 0.0  # pure projected ascent
@@ -73,3 +73,7 @@ def _gram_direction(model, params, unlearn_grad, unlearn_loss, retain_batch, spe
                             conflict_share=conflict_share(along))
     return Direction(update=update, unlearn_loss=float(unlearn_loss), retain_loss=float(retain_losses.mean()),
                      unlearn_grad_norm=float(unlearn_norm), stats=stats)
+
+
+METHOD = MethodInfo(name="orthograd", summary="ascent projected orthogonally to every retain sample's gradient "
+                    "(the default; method.projection, method.per_sample)", make=make, default_alpha=DEFAULT_ALPHA)

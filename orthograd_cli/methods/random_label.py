@@ -2,9 +2,11 @@
 
 from orthograd_cli.gradients.per_sample import batch_grad
 from orthograd_cli.gradients.projection import global_norm
-from orthograd_cli.methods.base import Direction, alpha_or_default, combine
+from orthograd_cli.gradients.batching import forward
+from orthograd_cli.methods.base import Direction, MethodInfo, alpha_or_default, combine
 
 DEFAULT_ALPHA = 0.5
+RELABELS = "it relabels samples with other classes"
 
 
 def random_other_labels(labels, num_classes: int, generator):
@@ -21,7 +23,7 @@ def make(model, params, forget_set, retain_set, spec, loss_fn, seed: int = 0, ma
     generator = torch.Generator().manual_seed(seed)
     device = next(iter(params.values())).device
     with torch.no_grad():
-        num_classes = int(model(forget_set.inputs[:1].to(device)).shape[-1])
+        num_classes = int(forward(model, forget_set.batch(torch.arange(1), device)[0]).shape[-1])
 
     def random_label_direction(model, params, forget_batch, retain_batch, spec, loss_fn) -> Direction:
         alpha = alpha_or_default(spec, DEFAULT_ALPHA)
@@ -37,3 +39,7 @@ def make(model, params, forget_set, retain_set, spec, loss_fn, seed: int = 0, ma
                          unlearn_grad_norm=float(global_norm(relabelled_grad)))
 
     return random_label_direction
+
+
+METHOD = MethodInfo(name="random_label", summary="descend on the forget set relabelled at random, plus α·retain descent",
+                    make=make, default_alpha=DEFAULT_ALPHA, tasks=("classification",), task_reason=RELABELS)

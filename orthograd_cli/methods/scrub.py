@@ -12,7 +12,7 @@ import copy
 
 from orthograd_cli.gradients.per_sample import batch_grad
 from orthograd_cli.gradients.projection import global_norm
-from orthograd_cli.methods.base import Direction, alpha_or_default, combine
+from orthograd_cli.methods.base import Direction, MethodInfo, alpha_or_default, combine
 
 DEFAULT_ALPHA = 0.5
 
@@ -31,10 +31,6 @@ def make(model, params, forget_set, retain_set, spec, loss_fn, seed: int = 0):
     for p in teacher.parameters():
         p.requires_grad_(False)
 
-    def kl_to_teacher(student_logits, inputs):
-        with torch.no_grad():
-            return distill_kl(student_logits, teacher(inputs))
-
     def scrub_direction(model, params, forget_batch, retain_batch, spec, loss_fn) -> Direction:
         alpha = alpha_or_default(spec, DEFAULT_ALPHA)
         forget_inputs, _ = forget_batch
@@ -51,3 +47,8 @@ def make(model, params, forget_set, retain_set, spec, loss_fn, seed: int = 0):
                          unlearn_grad_norm=float(global_norm(forget_kl_grad)))
 
     return scrub_direction
+
+
+METHOD = MethodInfo(name="scrub", summary="move away from a frozen teacher on the forget set, stay close on retain",
+                    make=make, default_alpha=DEFAULT_ALPHA, tasks=("classification",),
+                    task_reason="it distils class posteriors")

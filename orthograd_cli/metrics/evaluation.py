@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from orthograd_cli.metrics.scores import UIS_DEFINITION, metric, mia_logreg_loss_cv, unlearning_impact_score
-from orthograd_cli.tasks import SetResult, get_task
+from orthograd_cli.tasks import SetResult, Task
 
 SET_DEFINITIONS = {
     "forget": "{acc} on the forget set (U_u after unlearning)",
@@ -12,31 +12,32 @@ SET_DEFINITIONS = {
     "retain": "{acc} on the retain set",
     "test": "{acc} on the test set (U_t after unlearning)",
 }
-ACCURACY_NAME = {"classification": "top-1 accuracy", "asr": "word accuracy max(0, 1 − WER)"}
+FORGOTTEN_SETS = ("forget", "forget_holdout", "forget_test")
 
 
-def measure(model, sets: dict, batch_size: int, device: str, task: str = "classification") -> dict[str, SetResult]:
-    scorer = get_task(task)
-    return {name: scorer.score(model, dataset, batch_size, device) for name, dataset in sets.items()
+def measure(model, sets: dict, batch_size: int, device: str, task: Task) -> dict[str, SetResult]:
+    return {name: task.score(model, dataset, batch_size, device) for name, dataset in sets.items()
             if dataset is not None}
 
 
-def metrics_from(results: dict[str, SetResult], mode: str, original: dict[str, SetResult] | None = None,
-                 mia: bool = True, seed: int = 0, task: str = "classification") -> dict:
-    """Accuracy (and WER) per set; with the original model's results, UIS; with forget and test sets, the MIA."""
+def metrics_from(results: dict[str, SetResult], mode: str, task: Task, original: dict[str, SetResult] | None = None,
+                 mia: bool = True, seed: int = 0) -> dict:
+    """Accuracy (and the task's other metrics) per set; with the original model's results, UIS; with
+    forget and test sets, the MIA."""
     forget_target = "original test acc" if mode == "sample" else 0.0
-    acc = ACCURACY_NAME[task]
+    acc = task.accuracy_name
     out = {}
     for name, r in results.items():
         definition = SET_DEFINITIONS.get(name, "{acc} on " + name).format(acc=acc)
-        forgotten = name in ("forget", "forget_holdout", "forget_test")
+        forgotten = name in FORGOTTEN_SETS
         if forgotten:
             out[f"{name}_acc"] = metric(r.accuracy, definition, r.n, target=forget_target)
         else:
             out[f"{name}_acc"] = metric(r.accuracy, definition, r.n, higher_is_better=True)
-        if r.wer is not None:  # speech: the error rate users quote, beside the word accuracy
-            out[f"{name}_wer"] = metric(r.wer, definition.replace(acc, "word error rate"), r.n,
-                                        higher_is_better=None if forgotten else False)
+        for key, value in r.extra.items():  # e.g. speech: the error rate users quote, beside the word accuracy
+            extra = task.extra_metrics[key]
+            out[f"{name}_{key}"] = metric(value, definition.replace(acc, extra.definition), r.n,
+                                          higher_is_better=None if forgotten else extra.higher_is_better)
     if original is not None and "test" in original:
         o_t = original["test"].accuracy
         out["original_test_acc"] = metric(o_t, f"{acc} of the original model on the test set (O_t)",

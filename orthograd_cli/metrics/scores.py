@@ -1,20 +1,18 @@
 """Scores for a report: accuracy, the Unlearning Impact Score and a loss-based membership inference.
 
-Every metric is a dict {value, higher_is_better | target, definition, n} so a reader of the JSON
-never has to guess what a number means.
+Every metric is a `report.Metric` {value, higher_is_better | target, definition, n}, so a reader of the
+JSON never has to guess what a number means.
 """
 
 from __future__ import annotations
 
 
 def metric(value: float | None, definition: str, n: int, higher_is_better: bool | None = None,
-           target: float | None = None) -> dict:
-    entry: dict = {"value": None if value is None else float(value), "definition": definition, "n": int(n)}
-    if target is not None:
-        entry["target"] = target
-    else:
-        entry["higher_is_better"] = higher_is_better
-    return entry
+           target: float | str | None = None):
+    from orthograd_cli.report import Metric
+
+    return Metric(value=None if value is None else float(value), definition=definition, n=int(n),
+                  higher_is_better=None if target is not None else higher_is_better, target=target)
 
 
 def accuracy(logits, labels) -> float:

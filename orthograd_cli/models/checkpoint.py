@@ -1,6 +1,8 @@
 """Checkpoint I/O: safetensors state dicts with string metadata, written atomically.
 
-Never unpickles: `.pt`/`.bin` files and anything with a pickle or zip signature are refused.
+Never unpickles. A file is taken as safetensors when its header parses as one (an 8-byte length, then
+that much JSON); only a file that does not, and has a pickle or zip signature or a pickle suffix, is
+called a pickle, with a safe conversion hint.
 """
 
 from __future__ import annotations
@@ -9,13 +11,12 @@ import contextlib
 import hashlib
 import json
 import os
-import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from orthograd_cli.errors import CheckpointError, UsageError
+from orthograd_cli.errors import CheckpointError
 
 PICKLE_SUFFIXES = {".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle"}
 CONVERT_HINT = (
@@ -53,10 +54,31 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _refuse_pickle(path: Path) -> None:
+MAX_HEADER_BYTES = 100 << 20  # safetensors itself refuses larger headers
+
+
+def safetensors_header(path: Path) -> dict | None:
+    """The parsed JSON header when `path` is laid out as a safetensors file, else None."""
     with open(path, "rb") as handle:
         head = handle.read(8)
-    if path.suffix.lower() in PICKLE_SUFFIXES or head[:2] == b"PK" or head[:1] == b"\x80":
+        if len(head) < 8:
+            return None
+        size = int.from_bytes(head, "little")
+        if not 2 <= size <= min(MAX_HEADER_BYTES, path.stat().st_size - 8):
+            return None
+        try:
+            header = json.loads(handle.read(size))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return None
+    return header if isinstance(header, dict) else None
+
+
+def _refuse_pickle(path: Path) -> None:
+    """A file that is not safetensors but looks like a pickle (or a torch zip archive) is refused as one."""
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    looks_pickled = path.suffix.lower() in PICKLE_SUFFIXES or head == b"PK\x03\x04" or head[:1] == b"\x80"
+    if looks_pickled and safetensors_header(path) is None:
         raise CheckpointError(f"{path}: looks like a pickled PyTorch file; orthograd never unpickles files",
                               CONVERT_HINT)
 
@@ -80,6 +102,10 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     if not state_dict:
         raise CheckpointError(f"{path}: the checkpoint holds no tensors")
     for key, tensor in state_dict.items():
+        if str(tensor.dtype).removeprefix("torch.") not in SAFETENSORS_DTYPES:
+            raise CheckpointError(f"{path}: tensor '{key}' has dtype {tensor.dtype}, which orthograd cannot "
+                                  "unlearn and write back (quantised weights?)",
+                                  "give the checkpoint in float32, float16 or bfloat16")
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             raise CheckpointError(f"{path}: tensor '{key}' has NaN or infinite values",
                                   "the checkpoint is corrupt or diverged; use an earlier one")
@@ -89,9 +115,7 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
 def _file_order(path: Path, keys) -> list[str]:
     """Tensor names in the order their data lies in the file (safe_open lists them sorted),
     so that outputs keep the input's layout."""
-    with open(path, "rb") as handle:
-        size = int.from_bytes(handle.read(8), "little")
-        header = json.loads(handle.read(size))
+    header = safetensors_header(path) or {}
     return sorted(keys, key=lambda key: header[key]["data_offsets"][0])
 
 
@@ -158,26 +182,3 @@ def save_checkpoint(state_dict: dict, path: Path, metadata: dict[str, str]) -> N
                 handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-
-
-def prepare_out_dir(out_dir: Path, overwrite: bool) -> Path:
-    """A fresh temporary folder beside `out_dir`; `commit_out_dir` renames it into place."""
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not overwrite:
-        raise UsageError(f"{out_dir}: output folder exists", "pass --overwrite or choose another --out")
-    try:
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    except OSError as exc:
-        raise UsageError(f"{out_dir}: cannot write the output folder ({exc.strerror})",
-                         "choose a writable --out") from None
-
-
-def commit_out_dir(tmp_dir: Path, out_dir: Path) -> None:
-    if out_dir.exists():
-        trash = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-        os.replace(out_dir, trash / "old")
-        os.replace(tmp_dir, out_dir)
-        shutil.rmtree(trash, ignore_errors=True)
-    else:
-        os.replace(tmp_dir, out_dir)

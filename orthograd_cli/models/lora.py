@@ -1,4 +1,4 @@
-"""LoRA adapters (peft) on torchvision models: default targets, wrapping, saving and merging.
+"""LoRA adapters (peft): wrapping a model for unlearning, saving, loading and merging adapters.
 
 Adapters are plain peft folders (`adapter_config.json` + `adapter_model.safetensors`) plus
 `orthograd_adapter.json`, which records the base checkpoint's sha256 and architecture so that
@@ -11,57 +11,49 @@ import json
 from pathlib import Path
 
 from orthograd_cli.errors import CheckpointError, UsageError
+from orthograd_cli.models.checkpoint import read_checkpoint
 
 ADAPTER_INFO = "orthograd_adapter.json"
 
 
-ATTENTION_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "out_proj")
-
-
-def default_target_modules(model) -> list[str]:
-    """Speech models: the attention projections. Image models: every Conv2d and Linear outside
-    nn.MultiheadAttention.
-
-    torchaudio's wav2vec2/HuBERT attention uses plain Linear q/k/v/out projections, which LoRA and
-    the per-sample hooks handle exactly; the convolutional feature extractor stays frozen.
-
-    peft's LoRA inside MultiheadAttention mutates `.data` and breaks under vmap, and LoRA on its
-    `out_proj` is silently ignored, so attention stays frozen: on a torchvision ViT this selects
-    the MLP linears and the head; on a ResNet every convolution and the final linear layer.
-    """
+def wrap_with_lora(model, r: int, alpha: float, targets: list[str]):
+    """Wrap `model` in a peft LoRA model on the named modules: base weights frozen, adapters trainable."""
     import torch.nn as nn
-
-    projections = [name for name, module in model.named_modules()
-                   if isinstance(module, nn.Linear) and name.rpartition(".")[2] in ATTENTION_PROJECTIONS
-                   and ".attention." in f".{name}"]
-    if projections:
-        return projections
-    inside_attention = {
-        f"{name}.{child}" if name else child
-        for name, module in model.named_modules() if isinstance(module, nn.MultiheadAttention)
-        for child, _ in module.named_modules()
-    }
-    return [
-        name for name, module in model.named_modules()
-        if isinstance(module, (nn.Conv2d, nn.Linear)) and name not in inside_attention
-        and not any(name.startswith(prefix + ".") or name == prefix for prefix in inside_attention)
-    ]
-
-
-def wrap_with_lora(model, r: int, alpha: float, target_modules: list[str] | None):
-    """Wrap `model` in a peft LoRA model: base weights frozen, adapters trainable."""
     from peft import LoraConfig, get_peft_model
 
+    from orthograd_cli.errors import RecipeError, did_you_mean
+
     names = dict(model.named_modules())
-    targets = target_modules or default_target_modules(model)
     unknown = [t for t in targets if t not in names]
     if unknown:
-        from orthograd_cli.errors import RecipeError, did_you_mean
-
         raise RecipeError(f"lora.target_modules: no module named '{unknown[0]}' in the model",
-                          did_you_mean(unknown[0], names) or "run `orthograd inspect MODEL` to see module names")
+                          did_you_mean(unknown[0], names) or "inspect the checkpoint to see its module names")
+    # the layers LoRA adapts here, and that the per-sample backends differentiate exactly
+    unsupported = [t for t in targets if not isinstance(names[t], (nn.Linear, nn.Conv2d))]
+    if unsupported:
+        module = names[unsupported[0]]
+        raise RecipeError(f"lora.target_modules: '{unsupported[0]}' is a {type(module).__name__}, which takes no "
+                          "LoRA adapter", "name Linear or Conv2d layers (or set lora.enabled: false)")
+    if not targets:
+        raise RecipeError("lora.target_modules: the model has no layer to put LoRA adapters on",
+                          "name Linear or Conv2d layers, or set lora.enabled: false")
     config = LoraConfig(r=r, lora_alpha=alpha, target_modules=targets, lora_dropout=0.0, bias="none")
     return get_peft_model(model, config)
+
+
+def trainable_model(model, recipe, info):
+    """The module to unlearn and its trainable parameters: LoRA adapters on the recipe's targets (else the
+    model source's defaults), or every weight with `lora.enabled: false`."""
+    import torch
+
+    from orthograd_cli.gradients.per_sample import trainable_parameters
+
+    torch.manual_seed(recipe.seed)  # LoRA's A matrices are initialised at random
+    if recipe.lora.enabled:
+        targets = recipe.lora.target_modules or info.source.default_lora_targets(model)
+        model = wrap_with_lora(model, recipe.lora.r, recipe.lora.alpha, targets)
+    model.eval()
+    return model, trainable_parameters(model)
 
 
 def save_adapter(peft_model, directory: Path, base_sha256: str, merged_metadata: dict[str, str]) -> None:
@@ -82,9 +74,7 @@ def read_adapter_info(directory: Path) -> dict:
 
 def load_adapter_into(model, directory: Path):
     """Wrap `model` with the adapter in `directory`, refusing one whose targets or shapes do not fit."""
-    from peft import LoraConfig, set_peft_model_state_dict
-    from safetensors.torch import load_file
-    from peft import get_peft_model
+    from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
 
     directory = Path(directory)
     config_path = directory / "adapter_config.json"
@@ -95,8 +85,9 @@ def load_adapter_into(model, directory: Path):
                              "pass the adapter/ folder that `orthograd forget` wrote")
     try:
         config = LoraConfig.from_pretrained(str(directory))
-    except (ValueError, TypeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{config_path}: not a valid LoRA adapter config ({exc})") from None
+    except (ValueError, TypeError, KeyError, OSError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{config_path}: not a valid LoRA adapter config ({type(exc).__name__}: {exc})",
+                              "pass the adapter/ folder that `orthograd forget` wrote, unchanged") from None
     names = dict(model.named_modules())
     targets = sorted(config.target_modules) if isinstance(config.target_modules, (set, list)) else []
     # peft may shorten target names to suffixes ("conv1" for every "*.conv1"), so match as peft does
@@ -104,7 +95,7 @@ def load_adapter_into(model, directory: Path):
     if missing:
         raise CheckpointError(f"{directory}: adapter targets module '{missing[0]}', which the base model lacks",
                               "the adapter was trained on another architecture")
-    weights = load_file(str(weights_path))
+    weights = read_checkpoint(weights_path).state_dict  # truncated, pickled or non-finite: a CheckpointError
     peft_model = get_peft_model(model, config)
     expected = {k: v.shape for k, v in peft_model.state_dict().items() if "lora_" in k}
     for key, tensor in weights.items():
@@ -126,6 +117,22 @@ def _peft_state_key(saved_key: str, expected: dict) -> str | None:
 
 
 def merged_state_dict(peft_model, reference: dict) -> dict:
-    """Merge the adapters into the base weights; keys, shapes and dtypes follow `reference`."""
+    """Merge the adapters into the base weights; keys, shapes and dtypes follow `reference`. A merge that
+    gives non-finite weights (or ones that overflow the base's dtype) is refused."""
+    import torch
+
     merged = peft_model.merge_and_unload().state_dict()
-    return {key: merged[key].detach().to("cpu", reference[key].dtype).contiguous() for key in reference}
+    state = {key: merged[key].detach().to("cpu", reference[key].dtype).contiguous() for key in reference}
+    for key, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(f"merging the adapter gives non-finite values in '{key}'",
+                                  "the adapter is corrupt or diverged; nothing was written")
+    return state
+
+
+def merge_adapter(base, info, adapter_dir: Path) -> dict:
+    """Base checkpoint + adapter folder, merged on the CPU; keys, shapes and dtypes are the base's."""
+    from orthograd_cli.models.registry import load_model
+
+    peft_model = load_adapter_into(load_model(base, info), adapter_dir)
+    return merged_state_dict(peft_model, base.state_dict)

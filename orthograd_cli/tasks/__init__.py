@@ -1,29 +1,22 @@
-"""Tasks: what a model predicts, its loss, and how a set is scored.
+"""Tasks: what a model predicts, its loss, its data and how a set is scored (see base.py).
 
-Each task module offers the same functions, so the jobs and the unlearning loop stay task-agnostic:
-`mean_loss(outputs, targets)`, `per_sample_losses(outputs, targets)`, `load_set(name, manifest,
-recipe, info)` and `score(model, dataset, batch_size, device) -> SetResult`.
+Each task is a package with a `TASK` object; the registry below names them. Nothing outside
+`tasks/` branches on a task's name: it asks the task.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from importlib import import_module
 
-TASKS = ("classification", "asr")
+from orthograd_cli.tasks.base import ExtraMetric, SetResult, Task  # noqa: F401  (the contract, re-exported)
+
+# name -> package; imported on first use, so `orthograd --help` does not pay for them
+TASKS = {"classification": "orthograd_cli.tasks.classification", "asr": "orthograd_cli.tasks.asr"}
 
 
-@dataclass
-class SetResult:
-    n: int
-    accuracy: float  # classification: top-1; asr: word accuracy max(0, 1 − WER)
-    losses: "torch.Tensor"  # noqa: F821  per-sample losses (the MIA's feature)
-    wer: float | None = None  # asr only
-
-
-def get_task(name: str):
+def get_task(name: str) -> Task:
     if name not in TASKS:
-        from orthograd_cli.errors import RecipeError
+        from orthograd_cli.errors import RecipeError, did_you_mean
 
-        raise RecipeError(f"unknown task '{name}'", f"choose from {', '.join(TASKS)}")
-    return import_module(f"orthograd_cli.tasks.{name}")
+        raise RecipeError(f"unknown task '{name}'", did_you_mean(name, TASKS) or f"choose from {', '.join(TASKS)}")
+    return import_module(TASKS[name]).TASK

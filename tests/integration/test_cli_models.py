@@ -60,6 +60,9 @@ def test_evaluate_human_table_and_uis_against_the_original(cli, trained_model, d
                  "--original", trained_model, "--out", out)
     assert result.code == 0, result.err
     assert "test_acc" in result.out and "uis" in result.out
+    from orthograd_cli.report import EvaluateReport
+
+    EvaluateReport.model_validate_json(out.read_text())  # the written report fits its schema
     report = json.loads(out.read_text())
     o_t, u_u = report["metrics"]["test_acc"]["value"], report["metrics"]["forget_acc"]["value"]
     assert report["metrics"]["uis"]["value"] == pytest.approx(0.5 * abs(o_t - u_u) / o_t)
@@ -82,7 +85,11 @@ def class_run(tmp_path_factory, trained_model, digits):
 
 @pytest.mark.slow
 def test_class_wise_forgetting_removes_the_class_and_keeps_the_others(class_run):
-    report = json.loads((class_run / "report.json").read_text())
+    from orthograd_cli.report import SCHEMA_VERSION, ForgetReport
+
+    text = (class_run / "report.json").read_text()
+    assert ForgetReport.model_validate_json(text).schema_version == SCHEMA_VERSION  # the report fits its schema
+    report = json.loads(text)
     before, after = report["metrics"]["before"], report["metrics"]["after"]
     assert after["forget_acc"]["value"] <= 0.05
     assert before["test_acc"]["value"] - after["test_acc"]["value"] <= 0.03
@@ -118,7 +125,7 @@ def test_merge_of_the_adapter_reproduces_the_merged_checkpoint_exactly(cli, clas
 
 @pytest.mark.slow
 def test_merged_outputs_equal_base_plus_adapter_outputs(class_run, trained_model, image_sets):
-    from orthograd_cli.jobs.merge import merge_adapter
+    from orthograd_cli.models.lora import merge_adapter
     from orthograd_cli.loading import load_checkpoint_and_info
     from orthograd_cli.models.lora import load_adapter_into
     from orthograd_cli.models.registry import load_model

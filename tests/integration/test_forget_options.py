@@ -59,14 +59,15 @@ def tiny_vit():
 
 def test_vit_lora_targets_skip_attention_and_hooks_grads_equal_the_loop():
     from orthograd_cli.gradients.per_sample import per_sample_grads, trainable_parameters
-    from orthograd_cli.models.lora import default_target_modules, wrap_with_lora
+    from orthograd_cli.models.lora import wrap_with_lora
+    from orthograd_cli.models.sources.torchvision import SOURCE
     from orthograd_cli.tasks.classification import mean_loss
 
     model = tiny_vit()
-    targets = default_target_modules(model)
+    targets = SOURCE.default_lora_targets(model)
     assert "heads.head" in targets and "encoder.layers.encoder_layer_0.mlp.0" in targets
     assert not any("self_attention" in name for name in targets)
-    model = wrap_with_lora(model, r=4, alpha=8, target_modules=None).eval()
+    model = wrap_with_lora(model, r=4, alpha=8, targets=targets).eval()
     params = trainable_parameters(model)
     with torch.no_grad():  # give lora_B weights so that lora_A has gradient too
         for name, p in params.items():

@@ -1,49 +1,69 @@
-"""Interrupting `orthograd forget` (a real subprocess): nothing is ever left at the output path."""
+"""Interrupting and racing `orthograd` (real subprocesses): nothing is ever left at the output path, and the
+README's exit-code table holds, row by row."""
 
+import re
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
+LONG_RUN = ["--set", "method.max_steps=100000", "--set", "method.stop.target_forget_acc=0",
+            "--set", "method.stop.check_every=1000000"]
 
-def start_forget(trained_model, digits, out):
-    """A forget run that would go on for a long time, and the moment its temporary output exists."""
+
+def start(command: str, trained_model, digits, out, *extra):
+    """`orthograd COMMAND` on the digits in a subprocess that would go on for a long time, returned once its
+    unlearning has begun (its temporary output exists)."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "orthograd_cli", "forget", str(trained_model), "--forget",
+        [sys.executable, "-m", "orthograd_cli", command, str(trained_model), "--forget",
          str(digits / "sample/forget.csv"), "--retain", str(digits / "sample/retain.csv"), "--test",
-         str(digits / "test.csv"), "--set", "method.max_steps=100000", "--set", "method.stop.target_forget_acc=0",
-         "--set", "method.stop.check_every=1000000", "--out", str(out), "--quiet"],
+         str(digits / "test.csv"), *LONG_RUN, "--out", str(out), "--quiet", *map(str, extra)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while not list(out.parent.glob(f".{out.name}.tmp-*")) and time.monotonic() < deadline:  # unlearning begun
-        time.sleep(0.2)
-    assert list(out.parent.glob(f".{out.name}.tmp-*")), "forget never started"
-    time.sleep(2)
+    wait_for(lambda: list(out.parent.glob(f".{out.name}.tmp-*")), process)
     return process
 
 
+def wait_for(condition, process, timeout: float = 120):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert process.poll() is None, process.communicate()[1]
+        assert time.monotonic() < deadline, "the run never got there"
+        time.sleep(0.1)
+
+
+def nothing_left(out: Path) -> bool:
+    return not out.exists() and not list(out.parent.glob(f".{out.name}*"))
+
+
+SIGNAL_CODES = {130: signal.SIGINT, 143: signal.SIGTERM, 129: signal.SIGHUP}
+
+
 @pytest.mark.slow
-def test_sigint_during_forget_exits_130_and_leaves_no_output(trained_model, digits, tmp_path):
+@pytest.mark.parametrize("code, signum", SIGNAL_CODES.items(), ids=lambda x: str(int(x)))
+def test_a_signal_during_forget_exits_with_its_code_and_leaves_no_output(trained_model, digits, tmp_path, signum,
+                                                                        code):
     out = tmp_path / "run"
-    process = start_forget(trained_model, digits, out)
-    process.send_signal(signal.SIGINT)
+    process = start("forget", trained_model, digits, out)
+    time.sleep(1)
+    process.send_signal(signum)
     _, err = process.communicate(timeout=60)
-    assert process.returncode == 130, err
-    assert "interrupted" in err and "Traceback" not in err
-    assert not out.exists() and not list(tmp_path.glob(".run*"))
+    assert process.returncode == code, err
+    assert "Traceback" not in err
+    assert nothing_left(out)
 
 
 @pytest.mark.slow
 def test_sigkill_leaves_only_a_temporary_that_the_next_run_ignores(cli, trained_model, digits, tmp_path):
     out = tmp_path / "run"
-    process = start_forget(trained_model, digits, out)
+    process = start("forget", trained_model, digits, out)
     process.kill()
     process.communicate(timeout=60)
-    assert not out.exists()
     leftovers = list(tmp_path.glob(".run.tmp-*"))
     assert leftovers, "SIGKILL cannot clean up; the temporary should be what is left"
+    assert out.is_dir() and not any(out.iterdir())  # its claim: empty, and its lock names a dead process
     result = cli("forget", trained_model, "--forget", digits / "sample/forget.csv", "--retain",
                  digits / "sample/retain.csv", "--test", digits / "test.csv", "--set", "method.max_steps=2",
                  "--out", out, "--quiet", "--json")
@@ -51,9 +71,95 @@ def test_sigkill_leaves_only_a_temporary_that_the_next_run_ignores(cli, trained_
     assert (out / "model.safetensors").exists() and (out / "report.json").exists()
 
 
+@pytest.mark.slow
+def test_a_second_job_on_a_claimed_output_fails_at_once(cli, trained_model, digits, tmp_path):
+    out = tmp_path / "run"
+    first = start("forget", trained_model, digits, out)
+    assert out.is_dir() and not any(out.iterdir())  # claimed: created empty at the start
+    started = time.monotonic()
+    second = cli("forget", trained_model, "--forget", digits / "sample/forget.csv", "--retain",
+                 digits / "sample/retain.csv", "--test", digits / "test.csv", "--out", out, "--quiet")
+    assert second.code == 2 and "another orthograd run is writing" in second.err
+    assert time.monotonic() - started < 30  # it failed on the claim, not after its own run
+    first.send_signal(signal.SIGINT)
+    first.communicate(timeout=60)
+    assert first.returncode == 130 and nothing_left(out)
+
+
+@pytest.mark.slow
+def test_a_file_another_job_writes_into_the_claimed_folder_is_never_replaced(trained_model, digits, tmp_path):
+    out = tmp_path / "run"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "orthograd_cli", "forget", str(trained_model), "--forget",
+         str(digits / "sample/forget.csv"), "--retain", str(digits / "sample/retain.csv"), "--test",
+         str(digits / "test.csv"), "--set", "method.max_steps=40", "--set", "method.stop.target_forget_acc=0",
+         "--set", "method.stop.check_every=1000", "--out", str(out), "--quiet"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(out.is_dir, process)
+    (out / "theirs.txt").write_text("another job's result")
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 2 and "another process wrote into the output folder" in err
+    assert [p.name for p in out.iterdir()] == ["theirs.txt"]
+    assert (out / "theirs.txt").read_text() == "another job's result"
+    assert not list(tmp_path.glob(".run.tmp-*"))
+
+
+@pytest.mark.slow
+def test_compare_interrupted_after_a_run_leaves_nothing(trained_model, digits, tmp_path):
+    out = tmp_path / "compare"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "orthograd_cli", "compare", str(trained_model), "--forget",
+         str(digits / "sample/forget.csv"), "--retain", str(digits / "sample/retain.csv"), "--test",
+         str(digits / "test.csv"), "--methods", "neggrad,orthograd", "--set", "method.max_steps=2", *LONG_RUN[2:],
+         "--out", str(out), "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: list(tmp_path.glob(".compare.tmp-*/neggrad/seed0/report.json")), process)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130 and "nothing was written" in err
+    assert nothing_left(out)
+
+
 def test_main_in_process_restores_the_callers_signal_handlers(cli):
-    """Tests and notebooks call main() in-process: its SIGINT/SIGTERM handlers must not outlive it."""
-    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    """Tests and notebooks call main() in-process: its signal handlers must not outlive it."""
+    watched = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    before = [signal.getsignal(s) for s in watched]
     assert cli("recipes", "ls").code == 0
     assert cli("evaluate", "missing.safetensors", "--test", "missing.csv").code != 0
-    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+    assert [signal.getsignal(s) for s in watched] == before
+
+
+def readme_exit_codes() -> dict[int, str]:
+    text = (Path(__file__).parents[2] / "README.md").read_text()
+    table = text[text.index("## Errors and exit codes"):]
+    return {int(code): meaning for code, meaning in re.findall(r"^\| (\d+) \| (.+?) \|$", table, re.MULTILINE)}
+
+
+@pytest.mark.slow
+def test_every_exit_code_in_the_readme_table_is_what_the_cli_returns(cli, trained_model, digits, tmp_path,
+                                                                     monkeypatch):
+    import dataclasses
+
+    from orthograd_cli.methods import METHODS
+
+    def broken(*args, **kwargs):  # a bug: what exit 1 is for
+        raise RuntimeError("a bug in a method")
+
+    monkeypatch.setitem(METHODS, "broken", dataclasses.replace(METHODS["neggrad"], name="broken", make=broken))
+    forget = ["forget", trained_model, "--forget", digits / "sample/forget.csv", "--retain",
+              digits / "sample/retain.csv", "--test", digits / "test.csv", "--quiet"]
+    in_process = {
+        0: ["recipes", "ls"],
+        1: [*forget, "--set", "method.name=broken", "--out", tmp_path / "a"],
+        2: [*forget, "--set", "method.lrr=0.1", "--out", tmp_path / "b"],
+        3: [*forget[:1], tmp_path / "missing.safetensors", *forget[2:], "--out", tmp_path / "c"],
+        4: [*forget, "--set", "method.lr=1e30", "--set", "method.stop.target_forget_acc=0", "--set",
+            "method.max_steps=3", "--out", tmp_path / "d"],
+    }
+    # the signals' codes are walked by test_a_signal_during_forget_exits_with_its_code_and_leaves_no_output
+    assert set(readme_exit_codes()) == set(in_process) | set(SIGNAL_CODES)
+    for code, argv in in_process.items():
+        result = cli(*argv)
+        assert result.code == code, (code, result.err)
+        if code:
+            assert result.err.count("\n") == 1 and "Traceback" not in result.err, result.err
+    assert "unexpected RuntimeError: a bug in a method" in cli(*in_process[1]).err

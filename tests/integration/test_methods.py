@@ -15,8 +15,7 @@ SCENARIOS = {
 }
 
 
-# finetune forgets only through drift (about 130 steps to the sample-wise target here); others within 40
-MAX_STEPS = {"finetune": 150}
+STEPS = 40
 
 
 def scenario_args(digits, mode: str) -> list:
@@ -25,18 +24,36 @@ def scenario_args(digits, mode: str) -> list:
             "--set", f"eval.mode={mode}"]
 
 
+# What each method promises within 40 steps, and no more. The bounds come from
+# `benchmarks/method_spread.py`: seeds 0-2 under ATEN_CPU_CAPABILITY=default, avx2 and AVX-512 (the fixture
+# model is trained in the test process, so it differs with the CPU's kernels; figures in benchmarks/README.md).
+# Every method but finetune forgets: forget accuracy fell in every one of those 126 runs (by 0.014 at least, two
+# of 144 samples). Only OrthoGrad promises to keep the rest (its own tests in test_cli_models.py bound the test
+# accuracy drop); NegGrad, NegGrad+ and SCRUB took class-wise test accuracy as low as 0.17, 0.21 and 0.55, and
+# random labels sample-wise 0.66, so the report must show that damage. finetune descends on the retain set
+# alone: it keeps the retain set (retain accuracy 1.000 in all 18 runs) and forgets only by drift, which it
+# does not promise.
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["class", "sample"])
 @pytest.mark.parametrize("method", list(METHODS))
-def test_every_method_moves_forget_accuracy_down(cli, trained_model, digits, tmp_path, method, mode):
+def test_every_method_does_what_it_promises_and_reports_its_damage(cli, trained_model, digits, tmp_path, method,
+                                                                    mode):
     result = cli("forget", trained_model, *scenario_args(digits, mode), "--set", f"method.name={method}",
-                 "--set", f"method.max_steps={MAX_STEPS.get(method, 40)}", "--out", tmp_path / "run", "--quiet", "--json")
+                 "--set", f"method.max_steps={STEPS}", "--out", tmp_path / "run", "--quiet", "--json")
     assert result.code == 0, result.err
     report = json.loads(result.out)
     assert report["method"] == method and report["recipe"]["method"]["name"] == method
     before, after = report["metrics"]["before"], report["metrics"]["after"]
-    assert after["forget_acc"]["value"] < before["forget_acc"]["value"]
-    assert after["test_acc"]["value"] > 0.5, "a short run must not destroy the model"
+    if method == "finetune":
+        assert after["retain_acc"]["value"] >= before["retain_acc"]["value"] - 0.01
+        assert report["steps"] == STEPS or report["stop_reason"].startswith("forget accuracy")
+    else:
+        assert after["forget_acc"]["value"] < before["forget_acc"]["value"]
+    # the damage, whatever it is, is in the report: the test accuracy and the UIS computed from it
+    o_t, u_t, u_u = before["test_acc"]["value"], after["test_acc"]["value"], after["forget_acc"]["value"]
+    forget_term = abs(o_t - u_u) if mode == "sample" else u_u
+    assert after["test_acc"]["n"] > 0
+    assert after["uis"]["value"] == pytest.approx(0.5 * (abs(o_t - u_t) + forget_term) / o_t, abs=1e-12)
     assert (tmp_path / "run/model.safetensors").exists() and (tmp_path / "run/adapter").is_dir()
     if method == "orthograd":
         assert "kept_norm_ratio" in report["diagnostics"]
@@ -68,12 +85,12 @@ def test_compare_with_three_seeds_writes_table_json_csv_markdown_and_plot(cli, t
 
 @pytest.mark.slow
 def test_a_failing_method_is_reported_and_the_others_still_run(cli, trained_model, digits, tmp_path, monkeypatch):
-    from types import SimpleNamespace
+    import dataclasses
 
     def make(*args, **kwargs):
         raise RuntimeError("this method cannot run here")
 
-    monkeypatch.setitem(METHODS, "neggrad", SimpleNamespace(make=make))
+    monkeypatch.setitem(METHODS, "neggrad", dataclasses.replace(METHODS["neggrad"], make=make))
     out = tmp_path / "compare"
     result = cli("compare", trained_model, *scenario_args(digits, "sample"), "--methods", "orthograd,neggrad",
                  "--set", "method.max_steps=3", "--out", out, "--quiet", "--json")
@@ -90,3 +107,48 @@ def test_compare_refuses_an_unknown_method_before_any_work(cli, trained_model, d
                  "--out", tmp_path / "compare")
     assert result.code == 2 and "did you mean 'neggrad'" in result.err
     assert not (tmp_path / "compare").exists()
+
+
+def toy_method():
+    """A method defined here, in the test file: its own code and one registry entry are all a method needs."""
+    from pydantic import Field
+
+    from orthograd_cli.gradients.per_sample import batch_grad
+    from orthograd_cli.gradients.projection import global_norm
+    from orthograd_cli.methods.base import Direction, MethodInfo, MethodSettings
+
+    class Settings(MethodSettings):
+        scale: float = Field(1.0, gt=0)
+
+    def make(model, params, forget_set, retain_set, spec, loss_fn, seed=0):
+        def direction(model, params, forget_batch, retain_batch, spec, loss_fn):
+            grad, loss = batch_grad(model, params, *forget_batch, loss_fn)  # d = −scale·∇loss(B_u): ascent
+            return Direction(update={n: -spec.settings.scale * g for n, g in grad.items()}, unlearn_loss=float(loss),
+                             retain_loss=None, unlearn_grad_norm=float(global_norm(grad)))
+        return direction
+
+    return MethodInfo(name="toy_ascent", summary="a test's own method", make=make, settings=Settings,
+                      tasks=("classification",))
+
+
+@pytest.mark.slow
+def test_a_method_registered_in_a_test_runs_through_forget_and_compare(cli, trained_model, digits, tmp_path,
+                                                                       monkeypatch):
+    from orthograd_cli.methods import METHODS
+    from orthograd_cli.report import CompareReport, ForgetReport
+
+    monkeypatch.setitem(METHODS, "toy_ascent", toy_method())
+    assert "toy_ascent" in cli("forget", "--help").out
+    result = cli("forget", trained_model, *scenario_args(digits, "class"), "--set", "method.name=toy_ascent",
+                 "--set", "method.toy_ascent.scale=2", "--set", "method.max_steps=5", "--out", tmp_path / "run",
+                 "--quiet", "--json")
+    assert result.code == 0, result.err
+    report = ForgetReport.model_validate_json((tmp_path / "run/report.json").read_text())
+    assert report.method == "toy_ascent" and report.recipe["method"]["toy_ascent"] == {"scale": 2.0}
+    assert report.metrics.after["forget_acc"].value < report.metrics.before["forget_acc"].value
+    compared = cli("compare", trained_model, *scenario_args(digits, "class"), "--methods", "toy_ascent,orthograd",
+                   "--set", "method.max_steps=5", "--out", tmp_path / "compare", "--quiet", "--json")
+    assert compared.code == 0, compared.err
+    summary = CompareReport.model_validate_json((tmp_path / "compare/compare.json").read_text())
+    assert {row.method for row in summary.summary} == {"toy_ascent", "orthograd"}
+    assert all(row.failed == 0 for row in summary.summary)

@@ -6,12 +6,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from orthograd_cli.data.audio import load_audio_set
+from orthograd_cli.tasks.asr.data import load_audio_set
 from orthograd_cli.data.manifest import read_manifest
 from orthograd_cli.gradients.per_sample import per_sample_grads
 from orthograd_cli.jobs.demo_asr import speech_info
 from orthograd_cli.methods.loop import apply_update
 from orthograd_cli.models.lora import wrap_with_lora
+from orthograd_cli.models.sources.torchaudio import SOURCE
 from orthograd_cli.models.registry import build_model
 from orthograd_cli.tasks import asr
 
@@ -19,7 +20,7 @@ from orthograd_cli.tasks import asr
 @pytest.fixture(scope="module")
 def utterances(speech_corpus):
     info = speech_info()
-    manifest = read_manifest(speech_corpus / "train.csv", task="asr", vocab=info.vocab)
+    manifest = read_manifest(speech_corpus / "train.csv", "asr", info)
     every = load_audio_set("train", manifest, info.vocab, info.sample_rate)
     # utterances of different voices and lengths, so the batch really is padded
     return every.subset(torch.tensor([0, 61, 130, 200, 333, 470]))
@@ -28,7 +29,8 @@ def utterances(speech_corpus):
 def lora_model(dtype):
     """An untrained model, LoRA on the attention projections, after two steps so lora_B is non-zero."""
     torch.manual_seed(0)
-    model = wrap_with_lora(build_model(speech_info()), r=4, alpha=8, target_modules=None).to(dtype).eval()
+    model = build_model(speech_info())
+    model = wrap_with_lora(model, r=4, alpha=8, targets=SOURCE.default_lora_targets(model)).to(dtype).eval()
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
     for p in params.values():
         with torch.no_grad():
@@ -150,12 +152,11 @@ def test_gram_backend_ghost_products_match_hooks_rows_on_padded_speech(utterance
 @pytest.mark.parametrize("arch, width", [("wav2vec2_base", 768), ("hubert_base", 768), ("wav2vec2_large", 1024)])
 def test_torchaudio_builders_get_a_ctc_head_sized_by_the_vocabulary(arch, width):
     """Built on the meta device (no memory): the registry hands the vocabulary size to `aux_num_out`."""
-    from orthograd_cli.models.lora import default_target_modules
     from orthograd_cli.models.registry import ModelInfo
 
     vocab = ["<blank>", " "] + list("abcdefghijklmnopqrstuvwxyz'")
     with torch.device("meta"):
         model = build_model(ModelInfo(arch=arch, num_classes=len(vocab), task="asr", vocab=vocab, sample_rate=16000))
     assert tuple(model.state_dict()["aux.weight"].shape) == (len(vocab), width)
-    targets = default_target_modules(model)
+    targets = SOURCE.default_lora_targets(model)
     assert targets and all(t.rsplit(".", 1)[1] in ("q_proj", "k_proj", "v_proj", "out_proj") for t in targets)

@@ -9,7 +9,7 @@ import torch
 
 from orthograd_cli.gradients.per_sample import batch_grad, per_sample_grads
 from orthograd_cli.gradients.projection import project
-from orthograd_cli.jobs.forget import trainable_model
+from orthograd_cli.models.lora import trainable_model
 from orthograd_cli.loading import load_checkpoint_and_info
 from orthograd_cli.gradients.batching import pass_precision
 from orthograd_cli.models.registry import load_model
@@ -21,7 +21,7 @@ from orthograd_cli.tasks.classification import mean_loss
 def lora_resnet(trained_model):
     recipe = Recipe()
     checkpoint, info = load_checkpoint_and_info(trained_model, recipe)
-    return trainable_model(load_model(checkpoint, info).eval(), recipe)
+    return trainable_model(load_model(checkpoint, info).eval(), recipe, info)
 
 
 @pytest.mark.parametrize("backend", ["hooks", "gram"])

@@ -10,7 +10,7 @@ import torch
 
 from orthograd_cli.gradients.conflict import conflict_share, in_conflict
 from orthograd_cli.gradients.per_sample import batch_grad, per_sample_grads, trainable_parameters
-from orthograd_cli.jobs.forget import trainable_model
+from orthograd_cli.models.lora import trainable_model
 from orthograd_cli.loading import load_checkpoint_and_info
 from orthograd_cli.methods.loop import apply_update
 from orthograd_cli.models.registry import load_model
@@ -22,7 +22,7 @@ def class_forgetting_model(trained_model, recipe, image_sets):
     """The trained resnet18 with LoRA after three plain ascent steps on digit 7, in float64 (so that a
     small step's loss changes are first-order terms plus second-order ones, with no rounding on top)."""
     checkpoint, info = load_checkpoint_and_info(trained_model, recipe)
-    model, params = trainable_model(load_model(checkpoint, info).eval(), recipe)
+    model, params = trainable_model(load_model(checkpoint, info).eval(), recipe, info)
     model = copy.deepcopy(model).double()
     params = trainable_parameters(model)
     forget = image_sets["class_forget"]

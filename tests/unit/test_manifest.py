@@ -4,6 +4,9 @@ import pytest
 
 from orthograd_cli.data.manifest import check_disjoint, read_manifest
 from orthograd_cli.errors import ManifestError
+from orthograd_cli.models.registry import ModelInfo
+
+TWO_CLASSES = ModelInfo(arch="resnet18", num_classes=2, labels=["dog", "cat"])
 
 
 @pytest.fixture
@@ -22,8 +25,8 @@ def write(folder, text):
 
 
 def test_labels_may_be_indices_or_class_names(image):
-    manifest = read_manifest(write(image, "path,label\na.png,cat\nb.png,1\n"), num_classes=2, labels=["dog", "cat"])
-    assert [s.label for s in manifest.samples] == [1, 1]
+    manifest = read_manifest(write(image, "path,label\na.png,cat\nb.png,1\n"), "classification", TWO_CLASSES)
+    assert [s.target for s in manifest.samples] == [1, 1]
     assert manifest.samples[0].id == "a.png" and manifest.samples[0].path == image / "a.png"
     assert len(manifest.sha256) == 64
 
@@ -40,15 +43,15 @@ def test_labels_may_be_indices_or_class_names(image):
 ])
 def test_bad_manifests_name_file_and_row(image, text, fragment):
     with pytest.raises(ManifestError) as caught:
-        read_manifest(write(image, text), num_classes=2, labels=["dog", "cat"])
+        read_manifest(write(image, text), "classification", TWO_CLASSES)
     assert fragment in str(caught.value) and "m.csv" in str(caught.value)
 
 
 def test_a_sample_in_both_forget_and_retain_is_refused(image):
     (image / "f").mkdir()
-    forget = read_manifest(write(image, "id,path,label\ns1,a.png,0\n"), num_classes=2)
+    forget = read_manifest(write(image, "id,path,label\ns1,a.png,0\n"), "classification", TWO_CLASSES)
     (image / "r.csv").write_text("id,path,label\ns1,a.png,0\ns2,b.png,1\n")
-    retain = read_manifest(image / "r.csv", num_classes=2)
+    retain = read_manifest(image / "r.csv", "classification", TWO_CLASSES)
     with pytest.raises(ManifestError, match="s1"):
         check_disjoint(forget, retain)
 
@@ -57,11 +60,11 @@ def test_manifest_hash_is_the_sha256_of_the_file_bytes(image):
     import hashlib
 
     path = write(image, "path,label\na.png,0\nb.png,1\n")
-    assert read_manifest(path, num_classes=2).sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert read_manifest(path, "classification", TWO_CLASSES).sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def test_a_row_that_is_not_utf8_is_named(image):
     path = image / "m.csv"
     path.write_bytes(b"path,label\na.png,0\n\xff\xfe.png,1\n")
     with pytest.raises(ManifestError, match="m.csv row 3: not UTF-8"):
-        read_manifest(path, num_classes=2)
+        read_manifest(path, "classification", TWO_CLASSES)

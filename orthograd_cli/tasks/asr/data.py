@@ -28,11 +28,7 @@ class AudioSet:
 
     @property
     def transcripts(self) -> list[str]:
-        return [s.transcript for s in self.manifest.samples]
-
-    @property
-    def speakers(self) -> list[str]:
-        return [s.speaker for s in self.manifest.samples]
+        return [s.target for s in self.manifest.samples]
 
     def subset(self, index) -> "AudioSet":
         picked = index.tolist()
@@ -54,10 +50,6 @@ class AudioSet:
         targets = (pad_sequence(tokens, batch_first=True).to(device),
                    torch.tensor([len(t) for t in tokens], device=device))
         return inputs, targets
-
-
-def normalise_transcript(text: str) -> str:
-    return " ".join(text.lower().split())
 
 
 def encode(text: str, vocab: list[str]):
@@ -94,5 +86,5 @@ def load_audio_set(name: str, manifest: Manifest, vocab: list[str], sample_rate:
             waveforms.append(read_audio(sample, sample_rate))
         except ManifestError as err:
             raise ManifestError(f"{manifest.path} {err}", err.hint) from None
-        targets.append(encode(sample.transcript, vocab))
+        targets.append(encode(sample.target, vocab))
     return AudioSet(name=name, manifest=manifest, waveforms=waveforms, targets=targets, vocab=vocab)

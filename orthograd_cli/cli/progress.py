@@ -1,0 +1,35 @@
+"""The unlearning loop's progress as a Rich bar on stderr: an Observer (methods/observer.py)."""
+
+from __future__ import annotations
+
+from orthograd_cli.methods.observer import Observer
+
+
+class ProgressBar(Observer):
+    """One bar per run (compare and demo do several runs); disabled, it draws nothing. Use as a context manager."""
+
+    def __init__(self, enabled: bool = True, description: str = "unlearning"):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        from orthograd_cli.cli.output import console
+
+        self.description = description
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), TextColumn("{task.fields[info]}"), console=console(stderr=True),
+                                 disable=not enabled, transient=False)
+        self.task = None
+
+    def __enter__(self) -> "ProgressBar":
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.__exit__(*exc)
+
+    def start(self, max_steps: int) -> None:
+        self.task = self.progress.add_task(self.description, total=max_steps, info="")
+
+    def step(self, step: int, direction, last_row: dict) -> None:
+        retain = "–" if direction.retain_loss is None else f"{direction.retain_loss:.3g}"
+        self.progress.update(self.task, advance=1, info=f"unlearn loss {direction.unlearn_loss:.3g}  "
+                                                        f"retain loss {retain}  forget acc {last_row['forget_acc']:.3f}")

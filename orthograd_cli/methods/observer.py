@@ -1,0 +1,22 @@
+"""What the unlearning loop reports as it runs, to whoever watches (a progress bar, a log, rank 0 only).
+
+The loop calls these hooks and knows nothing of how they are shown; `cli/progress.py` draws a bar.
+"""
+
+from __future__ import annotations
+
+
+class Observer:
+    """Does nothing; subclass and override what you need."""
+
+    def start(self, max_steps: int) -> None:
+        pass
+
+    def step(self, step: int, direction, last_row: dict) -> None:
+        """After each update: the step number, the method's Direction and the latest check's row."""
+
+    def check(self, row: dict) -> None:
+        """After each stop-rule check, with its history row."""
+
+    def end(self, result) -> None:
+        pass

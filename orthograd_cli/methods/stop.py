@@ -1,0 +1,64 @@
+"""When unlearning stops, and what is measured each time it checks.
+
+Every `check_every` steps the forget data (the forget set, or its held-out share) is scored; the run
+stops once its accuracy is at or under the target. The tracked sets (test, forget_test) are scored
+at the same checks for the report's trade-off curve but never decide anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from orthograd_cli.errors import UsageError
+
+
+@dataclass
+class StopRule:
+    target_forget_acc: float
+    check_every: int
+    check_set: object  # the forget data the rule reads
+    score: Callable  # score(model, dataset) -> SetResult
+    tracked: dict = field(default_factory=dict)  # name -> dataset, scored at each check
+
+    def due(self, step: int) -> bool:
+        return step % self.check_every == 0
+
+    def check(self, model, step: int) -> dict:
+        """One history row: each set's accuracy (and the task's other metrics) at this step."""
+        row = {"step": step}
+        for name, dataset in {"forget": self.check_set, **self.tracked}.items():
+            scored = self.score(model, dataset)
+            row[f"{name}_acc"] = scored.accuracy
+            for metric, value in scored.extra.items():
+                row[f"{name}_{metric}"] = value
+        return row
+
+    def reached(self, row: dict) -> bool:
+        return row["forget_acc"] <= self.target_forget_acc
+
+
+def stop_target(stop_spec, mode: str, original_test_accuracy: float | None) -> float:
+    """The forget accuracy to reach: the recipe's, else 0 class-wise, else the original test accuracy."""
+    if stop_spec.target_forget_acc is not None:
+        return stop_spec.target_forget_acc
+    if mode == "class":
+        return 0.0
+    if original_test_accuracy is None:
+        raise UsageError("sample-wise unlearning stops at the original test accuracy, but no test set was given",
+                         "give a test set, or set method.stop.target_forget_acc (e.g. 0.9)")
+    return original_test_accuracy
+
+
+def split_holdout(forget_set, share: float, seed: int):
+    """(update part, held-out part) of the forget set; the held-out part never drives an update and is
+    what the stop rule reads."""
+    import torch
+
+    if share <= 0:
+        return forget_set, None
+    order = torch.randperm(len(forget_set), generator=torch.Generator().manual_seed(seed + 1))
+    n_holdout = max(1, int(round(share * len(forget_set))))
+    if n_holdout >= len(forget_set):
+        raise UsageError(f"method.stop.forget_holdout={share} leaves no forget samples to unlearn on")
+    return forget_set.subset(order[n_holdout:].sort().values), forget_set.subset(order[:n_holdout].sort().values)

@@ -1,0 +1,163 @@
+"""Where commands write, and the rules that keep every input safe.
+
+1. An output path is never an input, never contains one and never lies inside one (paths resolved,
+   symlinks followed): `check_not_an_input`.
+2. Writability and free space are checked before any work: `check_writable`.
+3. An output folder is claimed at the start (`claimed_folder`): a lock file beside it holds the
+   run's pid, so a second orthograd run on it fails at once, and the folder is created empty. Overwrite
+   replaces only a folder this tool made (it holds MARKER) and never one holding inputs, and nothing
+   that another process wrote into the folder during the run. The results are written into a
+   temporary folder beside and renamed into place at the end, so an interrupted or failed run leaves
+   nothing at the output path.
+4. Single files are written to a temporary name beside and renamed (`models/checkpoint.atomic_path`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from orthograd_cli import __version__
+from orthograd_cli.errors import UsageError
+
+MARKER = ".orthograd-output"  # in every output folder this tool made
+SPARE_BYTES = 16 << 20  # reports, adapters and plots on top of the estimated checkpoint bytes
+
+
+def check_not_an_input(out: str | Path, inputs: Iterable[str | Path], resolved: bool = False) -> None:
+    """Refuse an output path that is an input, contains one, or lies inside one. `resolved`: the inputs
+    are resolved already (a manifest's samples are), which saves a system call per file."""
+    target = Path(out).resolve()
+    for item in inputs:
+        source = Path(item) if resolved else Path(item).resolve()
+        if target == source or target in source.parents or source in target.parents:
+            relation = "is" if target == source else "contains" if target in source.parents else "lies inside"
+            raise UsageError(f"{out}: the output path {relation} an input ({item})",
+                             "write the output somewhere outside the inputs")
+
+
+def check_writable(out: str | Path, need_bytes: int = 0) -> None:
+    """The output's nearest existing folder must be writable and have room for `need_bytes` more."""
+    folder = Path(out).resolve().parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"{out}: cannot write there ({folder} is not a writable folder)",
+                         "choose a writable output path")
+    free = shutil.disk_usage(folder).free
+    if free < need_bytes + SPARE_BYTES:
+        raise UsageError(f"{out}: not enough free space ({free / 2**20:.0f} MiB free in {folder}, about "
+                         f"{(need_bytes + SPARE_BYTES) / 2**20:.0f} MiB needed)", "free some space or write elsewhere")
+
+
+def check_output_file(out: str | Path, inputs: Iterable[str | Path], need_bytes: int = 0) -> None:
+    """All checks for a single output file (a merged checkpoint, a report, a plot)."""
+    check_not_an_input(out, inputs)
+    if Path(out).is_dir():
+        raise UsageError(f"{out}: is a folder, not a file", "name the file to write")
+    check_writable(out, need_bytes)
+
+
+def write_marker(folder: Path, command: str) -> None:
+    (folder / MARKER).write_text(json.dumps({
+        "tool": "orthograd", "version": __version__, "command": command,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}) + "\n")
+
+
+@contextlib.contextmanager
+def claimed_folder(out: str | Path, command: str, inputs: Iterable[str | Path] = (), overwrite: bool = False,
+                   need_bytes: int = 0, samples: Iterable[Path] = ()) -> Iterator[Path]:
+    """Claim `out`, yield a temporary folder to write the results into, and rename it into place when
+    the block completes; on any error or interrupt, nothing is left at `out`. `inputs` are paths as
+    given, `samples` the resolved files the manifests list."""
+    out = Path(out)
+    check_not_an_input(out, inputs)
+    check_not_an_input(out, samples, resolved=True)
+    check_writable(out, need_bytes)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"{out}: cannot create the output folder ({exc.strerror})",
+                         "choose a writable output path") from None
+    release_lock = _lock(out)
+    try:
+        existing = _claim(out, overwrite)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+        try:
+            yield tmp
+            write_marker(tmp, command)
+            _commit(tmp, out, existing)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+            with contextlib.suppress(OSError):  # our claim, if nothing was committed into it
+                out.rmdir()
+    finally:
+        release_lock()
+
+
+def _lock(out: Path):
+    """A lock file beside `out` holding our pid: a second orthograd run on the same output fails at once. A
+    lock whose process is gone (killed with SIGKILL) is taken over. Returns how to release it."""
+    lock = out.parent / f".{out.name}.orthograd-lock"
+    try:
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        if _lock_is_stale(lock):
+            lock.unlink(missing_ok=True)
+            return _lock(out)
+        raise UsageError(f"{out}: another orthograd run is writing this output ({lock} exists)",
+                         "wait for it, or choose another output folder") from None
+    except OSError as exc:
+        raise UsageError(f"{out}: cannot create the output folder ({exc.strerror})",
+                         "choose a writable output path") from None
+    with os.fdopen(fd, "w") as handle:
+        handle.write(str(os.getpid()))
+    return lambda: lock.unlink(missing_ok=True)
+
+
+def _lock_is_stale(lock: Path) -> bool:
+    try:
+        pid = int(lock.read_text().strip())
+        os.kill(pid, 0)
+    except (ValueError, OSError):
+        return True
+    return False
+
+
+def _claim(out: Path, overwrite: bool) -> set[str] | None:
+    """Make `out` ours: create it empty, or take an empty one as it is, or (overwrite) accept a folder this
+    tool made. Returns the entries of a folder that will be replaced, None for an empty claim."""
+    if not out.exists():
+        out.mkdir()
+        return None
+    if not out.is_dir():
+        raise UsageError(f"{out}: exists and is not a folder", "choose another output folder")
+    entries = {p.name for p in out.iterdir()}
+    if not entries:  # empty (a killed run's claim, or made by hand): nothing to lose
+        return None
+    if not overwrite:
+        raise UsageError(f"{out}: output folder exists", "overwrite it, or choose another output folder")
+    if MARKER not in entries:
+        raise UsageError(f"{out}: refusing to replace a folder that orthograd did not write (no {MARKER} in it)",
+                         "choose another output folder, or remove it yourself")
+    return entries
+
+
+def _commit(tmp: Path, out: Path, replaced: set[str] | None) -> None:
+    now = {p.name for p in out.iterdir()} if out.is_dir() else set()
+    if now != (replaced or set()):  # someone else wrote there during the run: keep theirs, discard ours
+        raise UsageError(f"{out}: another process wrote into the output folder during the run; nothing was "
+                         "replaced and the results were discarded", "choose another output folder")
+    if replaced:
+        trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+        os.replace(out, trash / "old")
+        os.replace(tmp, out)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.replace(tmp, out)  # onto the empty folder claimed at the start

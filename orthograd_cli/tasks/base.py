@@ -1,0 +1,77 @@
+"""The contract a task fulfils: everything that differs between image classification and speech
+recognition lives behind it, so the loop, the gradients, the metrics and the jobs never ask which
+task they run.
+
+A task owns its manifest columns and row parsing, its data set class and batching, its loss and
+per-sample loss, how a set is scored (accuracy and the task's own metrics, e.g. WER), what it
+needs from the checkpoint's metadata (classes, vocabulary) and which per-sample backends it
+supports. A new task is a package under `tasks/` with a `TASK` object and one line in
+`tasks/__init__.py`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class SetResult:
+    n: int
+    accuracy: float  # the task's accuracy (speech: word accuracy max(0, 1 − WER))
+    losses: "torch.Tensor"  # noqa: F821  per-sample losses (the MIA's feature)
+    extra: dict[str, float] = field(default_factory=dict)  # the task's other metrics, e.g. {"wer": 0.12}
+
+
+@dataclass(frozen=True)
+class ExtraMetric:
+    definition: str  # "word error rate"
+    higher_is_better: bool
+
+
+class Task:
+    name: str = ""
+    columns: tuple[str, ...] = ()  # required manifest columns (an `id` column is always allowed)
+    accuracy_name: str = "accuracy"  # what `*_acc` means in reports
+    extra_metrics: dict[str, ExtraMetric] = {}  # keys of SetResult.extra, e.g. {"wer": ...}
+    plot_metric: tuple[str, str] = ("acc", "accuracy")  # (report key suffix, axis label) for trade-off plots
+    unsupported_backends: dict[str, tuple[str, str]] = {}  # per-sample backend -> (why, hint)
+
+    # --- manifests and data ---------------------------------------------------------------------
+    def parse_row(self, values: dict[str, str], where: str, info) -> tuple[Any, str]:
+        """(target, group) of one manifest row; raises ManifestError naming `where` (file and row)."""
+        raise NotImplementedError
+
+    def load_set(self, name: str, manifest, recipe, info):
+        """The data set of a validated manifest: `len()`, `.manifest`, `.batch(index, device)`, `.subset(index)`."""
+        raise NotImplementedError
+
+    # --- the model ------------------------------------------------------------------------------
+    def complete_info(self, checkpoint, arch: str, spec, config: dict | None):
+        """The ModelInfo of a checkpoint of this task: what the recipe's `model` section gives, else the
+        checkpoint's metadata, else inference from its weights."""
+        raise NotImplementedError
+
+    def shape_hint(self, info) -> str:
+        """How to fix a head whose shape does not fit the checkpoint."""
+        return "check that the checkpoint and the architecture (model.arch) match"
+
+    # --- losses and scores ----------------------------------------------------------------------
+    def mean_loss(self, outputs, targets):
+        raise NotImplementedError
+
+    def per_sample_losses(self, outputs, targets):
+        raise NotImplementedError
+
+    def score(self, model, dataset, batch_size: int, device: str) -> SetResult:
+        raise NotImplementedError
+
+    # --- what it can run ------------------------------------------------------------------------
+    def check_recipe(self, recipe) -> None:
+        """Refuse, before any work, settings this task cannot run."""
+        from orthograd_cli.errors import RecipeError
+
+        backend = recipe.method.per_sample.backend
+        if backend in self.unsupported_backends:
+            why, hint = self.unsupported_backends[backend]
+            raise RecipeError(f"method.per_sample.backend: {backend} cannot run the {self.name} task ({why})", hint)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from orthograd_cli.models.checkpoint import Checkpoint, read_checkpoint
@@ -16,6 +16,7 @@ class Loaded:
     info: ModelInfo
     sets: dict  # name -> the task's data set
     manifests: dict  # name -> Manifest
+    notes: list = field(default_factory=list)  # how the sets were derived, for the report
 
     @property
     def task(self):
@@ -58,8 +59,37 @@ def load_everything(model_path: str | Path, recipe: Recipe, manifest_paths: dict
         for role in ("retain", "test", "forget_test"):
             if role in manifests:
                 check_disjoint(manifests["forget"], manifests[role], role)
+    notes = split_test_by_forgotten_classes(manifests, task) if recipe.eval.mode == "class" else []
     sets = {name: task.load_set(name, manifest, recipe, info) for name, manifest in manifests.items()}
-    return Loaded(checkpoint=checkpoint, info=info, sets=sets, manifests=manifests)
+    return Loaded(checkpoint=checkpoint, info=info, sets=sets, manifests=manifests, notes=notes)
+
+
+def split_test_by_forgotten_classes(manifests: dict, task) -> list[str]:
+    """Class-wise unlearning knows the forgotten classes from the forget manifest. A test manifest that
+    still holds them is split in place: `test` keeps the other classes (U_t, what must be kept) and the
+    forgotten classes' test samples become `forget_test` (they should be forgotten like the forget set),
+    unless a forget_test manifest was given. Returns what was done, for the report."""
+    if "forget" not in manifests or "test" not in manifests or task.class_of(manifests["forget"].samples[0]) is None:
+        return []
+    forgotten = {task.class_of(s) for s in manifests["forget"].samples}
+    test = manifests["test"]
+    others = test.where(lambda s: task.class_of(s) not in forgotten)
+    theirs = test.where(lambda s: task.class_of(s) in forgotten)
+    if not theirs.samples:
+        return []
+    if not others.samples:
+        from orthograd_cli.errors import ManifestError
+
+        raise ManifestError(f"{test.path}: every test sample is of a forgotten class, so nothing measures what is "
+                            "kept", "give test samples of the other classes")
+    manifests["test"] = others
+    classes = ", ".join(str(c) for c in sorted(forgotten))
+    note = (f"class-wise: {test.path} split by the forgotten class(es) {classes}: test = its {len(others)} samples "
+            f"of the other classes")
+    if "forget_test" in manifests:
+        return [note + f"; its {len(theirs)} samples of the forgotten classes are left out (forget_test was given)"]
+    manifests["forget_test"] = theirs
+    return [note + f", forget_test = its {len(theirs)} samples of the forgotten classes"]
 
 
 def load_set(manifest_path: str | Path, info: ModelInfo, recipe: Recipe, name: str = "set"):

@@ -87,7 +87,8 @@ class MethodSpec(_Section):
     name: str = Field("orthograd", description="the unlearning method; `orthograd forget --help` lists them")
     lr: float = Field(0.05, gt=0, description="step length of the normalised update θ ← θ − η·d/‖d‖")
     alpha: float | None = Field(None, ge=0, le=1, description="weight of the retain term; unset: the method's "
-                                "default (orthograd 0 = pure projected ascent; neggrad_plus, random_label, scrub 0.5)")
+                                "default (orthograd 0 = pure projected ascent; neggrad_plus 0.95; random_label and "
+                                "salun 0.5)")
     optimizer: Literal["normalized_sgd", "adam"] = "normalized_sgd"
     unlearn_batch_size: int = Field(32, ge=1)
     retain_batch_size: int = Field(64, ge=1, description="k, the number of per-sample retain gradients")

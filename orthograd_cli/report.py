@@ -76,6 +76,8 @@ class ForgetReport(_Report):
     steps: int
     stop_reason: str
     target_forget_acc: float
+    target_source: str = Field("", description="where the stop target comes from")
+    retain_batch_size: int = Field(0, description="k, the retain samples per step (the whole retain set if smaller)")
     wall_s: float
     trainable_parameters: int
     metrics: BeforeAfter
@@ -101,7 +103,8 @@ class EvaluateReport(_Report):
     reference: str | None = None
     reference_metrics: Metrics | None = None
     gap_to_reference: dict[str, float] | None = None
-    notes: list[str] = []
+    notes: list[str] = []  # how the sets were derived
+    warnings: list[str] = []  # what may make the numbers misleading
 
 
 class CompareRun(_Strict):
@@ -126,13 +129,32 @@ class CompareRow(_Strict):
     runs: int
     failed: int
     failures: list[str]
-    forget_acc: MeanStd
-    test_acc: MeanStd
-    retain_acc: MeanStd
-    mia: MeanStd
+    chosen: dict[str, Any] = Field({}, description="the swept setting chosen on the validation split (--sweep)")
+    ua: MeanStd  # unlearning accuracy, 1 − forget acc
+    retain_acc: MeanStd  # RA
+    test_acc: MeanStd  # TA
+    mia_efficacy: MeanStd
+    mia: MeanStd  # mia_logreg_loss_cv
     uis: MeanStd
     steps: MeanStd
     wall_s: MeanStd
+
+
+class SweepCandidate(_Strict):
+    setting: dict[str, Any]
+    status: Literal["ok", "failed"]
+    score: float | None = Field(None, description="validation score, lower is better (see jobs/sweep.py)")
+    steps: int | None = None
+    reason: str | None = None
+    metrics: Metrics | None = None
+
+
+class Sweep(_Strict):
+    grid: dict[str, list[Any]]
+    select: str
+    validation: str = Field(description="how the validation split was carved")
+    target_forget_acc: float
+    candidates: dict[str, list[SweepCandidate]]
 
 
 class CompareReport(_Report):
@@ -145,6 +167,7 @@ class CompareReport(_Report):
     runs: dict[str, list[CompareRun]]
     recipe: dict[str, Any]
     recipe_sha256: str
+    sweep: Sweep | None = None
 
 
 class InspectReport(_Report):

@@ -62,6 +62,34 @@ class CliResult:
     err: str
 
 
+def run_cli(*args: str | Path) -> CliResult:
+    """The real `orthograd` entry point in-process, outside any fixture (for module-scoped fixtures)."""
+    import contextlib
+    import io
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main([str(a) for a in args])
+            code = 0
+        except SystemExit as done:
+            code = int(done.code or 0)
+    return CliResult(code, out.getvalue(), err.getvalue())
+
+
+@pytest.fixture(scope="session")
+def class_run(tmp_path_factory, trained_model, digits) -> Path:
+    """`orthograd forget` of every training image of one digit, through the real CLI, with the whole test
+    set (class-wise, the tool splits off the forgotten class's test images itself)."""
+    out = tmp_path_factory.mktemp("class_run") / "run"
+    folder = digits / f"class{FORGET_CLASS}"
+    result = run_cli("forget", trained_model, "--forget", folder / "forget.csv", "--retain", folder / "retain.csv",
+                     "--test", digits / "test.csv", "--recipe", "resnet18_digits_class", "--out", out, "--quiet",
+                     "--json")
+    assert result.code == 0, result.err
+    return out
+
+
 @pytest.fixture
 def cli(capsys):
     """Run the real `orthograd` entry point in-process; returns exit code, stdout and stderr."""

@@ -1,7 +1,7 @@
 """`orthograd compare`: which method forgets best on *my* model?"""
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -12,6 +12,13 @@ Examples:
 
   orthograd compare model.safetensors --forget forget.csv --retain retain.csv --test test.csv
   --methods orthograd,neggrad_plus,scrub --seeds 3 --out compare/
+
+  orthograd compare model.safetensors -f forget.csv --retain retain.csv -t test.csv --seeds 3
+  --sweep method.lr=0.01,0.03,0.1 --sweep method.max_steps=100,200 --out compare/
+
+With --sweep (any recipe key, several values; repeat for a grid), each method first tries every
+setting once on a validation split carved from the retain set (never the test set) and keeps the
+best by --select (default: UIS on that split); the chosen setting then runs with --seeds seeds.
 
 Methods:
 
@@ -27,11 +34,16 @@ def compare(
     forget_csv: options.Forget = None,
     retain_csv: options.Retain = None,
     test_csv: options.Test = None,
+    forget_test_csv: options.ForgetTest = None,
     methods: Annotated[str, typer.Option("--methods", "-m", help="Comma-separated method names.")] =
         "orthograd,neggrad_plus,scrub,gdr_gma",
     seeds: Annotated[int, typer.Option("--seeds", min=1, help="Seeds per method (from the recipe's seed on).")] = 1,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (refused if it exists).")] = Path("compare"),
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Write into an existing --out folder.")] = False,
+    sweep: Annotated[Optional[list[str]], typer.Option(
+        "--sweep", help="KEY=V1,V2,... : tune this recipe key per method on a validation split (repeatable).")] = None,
+    select: Annotated[str, typer.Option(
+        "--select", help="What the sweep minimises: uis (on the validation split) or a metric name.")] = "uis",
     recipe: options.Recipe = None,
     overrides: options.Set = None,
     arch: options.Arch = None,
@@ -45,6 +57,7 @@ def compare(
     from orthograd_cli.cli.progress import ProgressBar
     from orthograd_cli.errors import UsageError
     from orthograd_cli.jobs.compare import CompareFailed, run_compare, table_rows
+    from orthograd_cli.jobs.sweep import parse_sweep
     from orthograd_cli.recipe import load_recipe
 
     if not forget_csv or not retain_csv:
@@ -58,8 +71,10 @@ def compare(
 
     try:
         with ProgressBar(enabled=not quiet) as bar:
-            report = run_compare(str(model), {"forget": forget_csv, "retain": retain_csv, "test": test_csv}, spec,
-                                 sha, names, seeds, str(out), overwrite, arch, observer=bar, on_run=announce)
+            report = run_compare(str(model), {"forget": forget_csv, "retain": retain_csv, "test": test_csv,
+                                                  "forget_test": forget_test_csv}, spec,
+                                 sha, names, seeds, str(out), overwrite, arch, observer=bar, on_run=announce,
+                                 sweep=parse_sweep(sweep) if sweep else None, select=select)
     except CompareFailed as failed:
         if as_json:  # pipelines still get the report, with every run's reason, before the error line
             output.result(failed.report, lambda: None)

@@ -55,7 +55,9 @@ def evaluate(
     report = run_evaluate(str(model), manifests, spec, sha, str(original) if original else None, arch,
                           str(reference) if reference else None, strict, str(out) if out else None)
     for note in report.notes:
-        output.warn(note)
+        output.info(f"note: {note}")
+    for warning in report.warnings:
+        output.warn(warning)
 
     def human() -> None:
         columns = {"model": report.metrics}

@@ -60,6 +60,8 @@ def forget(
     with ProgressBar(enabled=not quiet) as bar:
         report = run_forget(str(model), manifests, spec, sha, str(out), overwrite=overwrite, arch=arch, observer=bar,
                             extra_outputs=(plot,) if plot else ())
+    for note in report.notes:
+        output.info(f"note: {note}")
     if plot:
         from orthograd_cli.plots import tradeoff_plot
 

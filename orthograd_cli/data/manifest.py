@@ -42,6 +42,10 @@ class Manifest:
     def ids(self) -> list[str]:
         return [s.id for s in self.samples]
 
+    def where(self, keep) -> "Manifest":
+        """The samples for which `keep(sample)` holds (same file and sha256: a view of it)."""
+        return Manifest(path=self.path, samples=[s for s in self.samples if keep(s)], sha256=self.sha256)
+
 
 def read_manifest(path: str | Path, task="classification", info=None, check_files: bool = True) -> Manifest:
     """Every row validated; `task` is a Task or its name, `info` the ModelInfo the rows must fit (labels in

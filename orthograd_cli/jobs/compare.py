@@ -1,8 +1,10 @@
 """`orthograd compare`: every method (and seed) on the same checkpoint and data, one table sorted by UIS.
 
 Each run is an ordinary `forget` run into OUT/<method>/seed<N>/. A failed run is recorded with its
-reason and the others still run. The summary goes to compare.json, compare.csv and compare.md, and
-compare.png plots UIS against test accuracy.
+reason and the others still run. With a sweep, each method's setting is first chosen on a validation
+split (jobs/sweep.py), so every method gets the same tuning budget. The summary goes to
+compare.json, compare.csv and compare.md, and compare.png plots UIS against test accuracy. The
+table uses the field's names: UA = 1 − forget accuracy, RA = retain accuracy, TA = test accuracy.
 """
 
 from __future__ import annotations
@@ -17,15 +19,20 @@ from orthograd_cli.errors import OrthogradError, UsageError, did_you_mean
 from orthograd_cli.models.checkpoint import atomic_path, write_text_atomic
 from orthograd_cli.recipe import Recipe
 from orthograd_cli.outputs import claimed_folder
-from orthograd_cli.report import CompareReport, CompareRow, CompareRun, MeanStd, dump
+from orthograd_cli.report import CompareReport, CompareRow, CompareRun, MeanStd, Sweep, dump
 
-COLUMNS = {  # summary column -> (source in a run report, label)
-    "forget_acc": ("forget_acc", "forget acc"),
-    "test_acc": ("test_acc", "test acc"),
-    "retain_acc": ("retain_acc", "retain acc"),
-    "mia": ("mia_logreg_loss_cv", "MIA"),
-    "uis": ("uis", "UIS"),
+COLUMNS = {  # summary column -> (what it reads from a run's metrics, label)
+    "ua": (lambda m: 1 - m["forget_acc"].value if "forget_acc" in m else None, "UA"),
+    "retain_acc": (lambda m: _value(m, "retain_acc"), "RA"),
+    "test_acc": (lambda m: _value(m, "test_acc"), "TA"),
+    "mia_efficacy": (lambda m: _value(m, "mia_efficacy"), "MIA-Eff"),
+    "mia": (lambda m: _value(m, "mia_logreg_loss_cv"), "MIA (→0.5)"),
+    "uis": (lambda m: _value(m, "uis"), "UIS"),
 }
+
+
+def _value(metrics: dict, name: str):
+    return metrics[name].value if name in metrics else None
 
 
 def check_methods(methods: list[str]) -> None:
@@ -45,23 +52,21 @@ def _mean_std(values: list[float]) -> MeanStd:
                    n=len(values))
 
 
-def summarise(method: str, runs: list[CompareRun]) -> CompareRow:
+def summarise(method: str, runs: list[CompareRun], chosen: dict | None = None) -> CompareRow:
     done = [r for r in runs if r.status == "ok"]
-
-    def values(source: str) -> list:
-        return [r.metrics[source].value if source in r.metrics else None for r in done]
-
     return CompareRow(method=method, runs=len(runs), failed=len(runs) - len(done),
-                      failures=[r.reason for r in runs if r.status != "ok"],
-                      **{column: _mean_std(values(source)) for column, (source, _) in COLUMNS.items()},
+                      failures=[r.reason for r in runs if r.status != "ok"], chosen=chosen or {},
+                      **{column: _mean_std([read(r.metrics) for r in done]) for column, (read, _) in COLUMNS.items()},
                       steps=_mean_std([r.steps for r in done]), wall_s=_mean_std([r.wall_s for r in done]))
 
 
 def run_compare(model_path: str, manifests: dict, recipe: Recipe, recipe_sha256: str, methods: list[str], seeds: int,
                 out_dir: str, overwrite: bool = False, arch: str | None = None, observer=None,
-                on_run=None) -> CompareReport:
-    """Every method × seed into OUT/<method>/seed<N>/ and the summary beside them. The folder appears only
-    when at least one run succeeded; when none did, CompareFailed carries the report (nothing is written)."""
+                on_run=None, sweep: dict[str, list] | None = None, select: str = "uis") -> CompareReport:
+    """Every method × seed into OUT/<method>/seed<N>/ and the summary beside them; with `sweep` ({recipe key:
+    values}), each method's setting chosen first on a validation split. The folder appears only when at
+    least one run succeeded; when none did, CompareFailed carries the report (nothing is written)."""
+    from orthograd_cli.jobs import sweep as sweeping
     from orthograd_cli.jobs.forget import check_recipe_fits_task, forget_into, output_bytes
     from orthograd_cli.loading import load_everything
 
@@ -75,6 +80,20 @@ def run_compare(model_path: str, manifests: dict, recipe: Recipe, recipe_sha256:
     out = Path(out_dir)
     with claimed_folder(out, "compare", loaded.input_paths, overwrite, output_bytes(loaded) * len(methods) * seeds,
                         loaded.sample_paths) as folder:
+        sweep_report, chosen = None, {}
+        if sweep:
+            target = real_target(loaded, recipe)
+            tried = sweeping.choose(loaded, recipe, recipe_sha256, methods, sweep, select, target, observer)
+            for method, candidates in tried.items():
+                best = candidates[0]
+                if best.score is None:
+                    raise UsageError(f"sweep: no candidate setting of '{method}' ran", candidates[0].reason)
+                chosen[method] = best.setting
+                specs[method] = sweeping.with_setting(specs[method], best.setting)
+            sweep_report = Sweep(grid=sweep, select=select, target_forget_acc=target, candidates=tried,
+                                 validation=f"retain split {1 - sweeping.VALIDATION_SHARE:.0%} / "
+                                            f"{sweeping.VALIDATION_SHARE:.0%} (retain_fit / retain_val), seed "
+                                            f"{recipe.seed}; the forget set whole")
         rows, runs, failures = [], {}, []
         for method in methods:
             runs[method] = []
@@ -98,11 +117,11 @@ def run_compare(model_path: str, manifests: dict, recipe: Recipe, recipe_sha256:
                 runs[method].append(run)
                 if on_run:
                     on_run(method, seed, run)
-            rows.append(summarise(method, runs[method]))
+            rows.append(summarise(method, runs[method], chosen.get(method)))
         rows.sort(key=lambda r: (r.uis.mean is None, r.uis.mean if r.uis.mean is not None else 0))
         report = CompareReport(model=str(model_path), mode=recipe.eval.mode, seeds=seeds, methods=methods,
                                summary=rows, runs=runs, recipe=recipe.model_dump(mode="json"),
-                               recipe_sha256=recipe_sha256)
+                               recipe_sha256=recipe_sha256, sweep=sweep_report)
         if len(failures) == len(methods) * seeds:
             raise CompareFailed(report, failures)
         write_outputs(report, folder)
@@ -120,6 +139,20 @@ class CompareFailed(OrthogradError):
         self.exit_code = getattr(failures[0], "exit_code", 1)
 
 
+def real_target(loaded, recipe: Recipe) -> float:
+    """The forget-accuracy target of the real runs (one number, from the original model), which every sweep
+    candidate stops at too."""
+    from orthograd_cli.methods.stop import stop_target
+    from orthograd_cli.metrics.evaluation import measure
+    from orthograd_cli.runtime import Runtime
+
+    device = Runtime.from_recipe(recipe).device
+    unseen = {name: loaded.sets[name] for name in ("forget_test", "test") if name in loaded.sets}
+    needed = recipe.method.stop.target_forget_acc is None and recipe.eval.mode == "sample"
+    before = measure(loaded.build_model(device), unseen, recipe.eval.batch_size, device, loaded.task) if needed else {}
+    return stop_target(recipe.method.stop, recipe.eval.mode, before)[0]
+
+
 def with_method(recipe: Recipe, method: str) -> Recipe:
     """The recipe with another method selected (its own settings, if the recipe gives them, come along)."""
     spec = recipe.model_copy(deep=True)
@@ -134,11 +167,15 @@ def fmt(cell: MeanStd, digits: int = 4) -> str:
 
 
 def table_rows(report: CompareReport) -> tuple[list[str], list[list[str]]]:
-    header = ["method", "runs ok"] + [label for _, label in COLUMNS.values()] + ["steps", "wall s"]
+    swept = report.sweep is not None
+    header = ["method", "runs ok"] + [label for _, label in COLUMNS.values()] + ["steps", "run time s"]
+    header += ["chosen setting"] if swept else []
     body = []
     for row in report.summary:
-        body.append([row.method, f"{row.runs - row.failed}/{row.runs}"]
-                    + [fmt(getattr(row, c)) for c in COLUMNS] + [fmt(row.steps, 1), fmt(row.wall_s, 1)])
+        cells = [row.method, f"{row.runs - row.failed}/{row.runs}"] + [fmt(getattr(row, c)) for c in COLUMNS]
+        cells += [fmt(row.steps, 1), fmt(row.wall_s, 1)]
+        cells += [", ".join(f"{k}={v}" for k, v in row.chosen.items())] if swept else []
+        body.append(cells)
     return header, body
 
 

@@ -49,7 +49,8 @@ def run_demo(out_dir: Path, observer=None) -> DemoReport:
     checkpoint = demo_checkpoint(data)
     runs = {}
     scenarios = {
-        "class": ("resnet18_digits_class", data / f"class{DEMO_CLASS}", data / f"class{DEMO_CLASS}" / "test.csv"),
+        # the whole test set: class-wise, forget splits it into the other classes and the forgotten one's
+        "class": ("resnet18_digits_class", data / f"class{DEMO_CLASS}", data / "test.csv"),
         "sample": ("resnet18_digits_sample", data / "sample", data / "test.csv"),
     }
     for mode, (recipe_name, folder, test) in scenarios.items():

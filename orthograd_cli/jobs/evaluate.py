@@ -30,7 +30,7 @@ def run_evaluate(model_path: str, manifests: dict, recipe: Recipe, recipe_sha256
     loaded = load_everything(model_path, recipe, manifests, arch)
     original = load_checkpoint_and_info(original_path, recipe, arch) if original_path else None
     reference = load_checkpoint_and_info(reference_path, recipe, arch) if reference_path else None
-    notes = [check_original(loaded.checkpoint, original[0], strict)] if original else []
+    mismatch = check_original(loaded.checkpoint, original[0], strict) if original else None
     if out_path:
         check_output_file(out_path, [*loaded.input_paths, *(c.path for c, _ in filter(None, (original, reference)))])
         check_not_an_input(out_path, loaded.sample_paths, resolved=True)
@@ -46,7 +46,8 @@ def run_evaluate(model_path: str, manifests: dict, recipe: Recipe, recipe_sha256
     results = results_of(loaded.build_model(runtime.device))
     original_results = results_of(load_model(*original)) if original is not None else None
     report = EvaluateReport(
-        model=str(model_path), task=task.name, mode=mode, metrics=metrics_of(results), notes=[n for n in notes if n],
+        model=str(model_path), task=task.name, mode=mode, metrics=metrics_of(results), notes=loaded.notes,
+        warnings=[mismatch] if mismatch else [],
         provenance=provenance(runtime.device, recipe.seed, model=loaded.checkpoint.sha256,
                               original=original[0].sha256 if original else None,
                               reference=reference[0].sha256 if reference else None, recipe=recipe_sha256,
@@ -57,9 +58,23 @@ def run_evaluate(model_path: str, manifests: dict, recipe: Recipe, recipe_sha256
         report.reference = str(reference_path)
         report.reference_metrics = metrics_of(results_of(load_model(*reference)))
         report.gap_to_reference = gaps_to_reference(report.metrics, report.reference_metrics)
+        target_the_reference(report.metrics, report.reference_metrics)
     if out_path:
         write_report(report, Path(out_path))
     return report
+
+
+MEMBERSHIP_METRICS = ("mia_logreg_loss_cv", "mia_efficacy")
+
+
+def target_the_reference(metrics: Metrics, reference: Metrics) -> None:
+    """With a model retrained without the forget data, its own membership scores are the targets: the
+    attack's accuracy on it is what "never saw the forget set" looks like on this data."""
+    for name in MEMBERSHIP_METRICS:
+        if name in metrics and name in reference and reference[name].value is not None:
+            metrics[name].target = reference[name].value
+            metrics[name].higher_is_better = None
+            metrics[name].definition += "; target: the reference model's value"
 
 
 def check_original(model: Checkpoint, original: Checkpoint, strict: bool) -> str | None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from orthograd_cli.errors import UsageError
 from orthograd_cli.loading import Loaded, load_everything
 from orthograd_cli.methods.observer import Observer
 from orthograd_cli.metrics.evaluation import measure, metrics_from
@@ -76,16 +75,18 @@ def _forget_into(loaded: Loaded, recipe: Recipe, recipe_sha256: str, tmp_dir: Pa
     if holdout is not None:
         sets["forget_holdout"] = holdout
     retain = sets["retain"]
-    if spec.retain_batch_size > len(retain):
-        raise UsageError(f"method.retain_batch_size={spec.retain_batch_size} is larger than the retain set "
-                         f"({len(retain)} samples)", f"lower it, e.g. method.retain_batch_size={len(retain)}")
+    notes = list(loaded.notes)
+    retain_batch_size = min(spec.retain_batch_size, len(retain))
+    if retain_batch_size < spec.retain_batch_size:  # the paper's small-retain regime: every retain sample, each step
+        notes.append(f"method.retain_batch_size={spec.retain_batch_size} is larger than the retain set "
+                     f"({len(retain)} samples): k = {retain_batch_size}, the whole retain set, at every step")
 
     model = loaded.build_model(runtime.device)
     before = measure(model, sets, batch, runtime.device, task)
-    target = stop_target(spec.stop, recipe.eval.mode, before["test"].accuracy if "test" in before else None)
+    target, target_source = stop_target(spec.stop, recipe.eval.mode, before)
     model, params = trainable_model(model, recipe, loaded.info)
     direction_fn = get_method(spec.name).make(model, params, forget_update, retain, spec, task.mean_loss, recipe.seed)
-    sampler = UnlearnSampler(len(forget_update), retain.manifest.ids, spec.unlearn_batch_size, spec.retain_batch_size,
+    sampler = UnlearnSampler(len(forget_update), retain.manifest.ids, spec.unlearn_batch_size, retain_batch_size,
                              recipe.seed)
     stop = StopRule(target, spec.stop.check_every, holdout or sets["forget"],
                     lambda m, dataset: task.score(m, dataset, batch, runtime.device),
@@ -110,6 +111,8 @@ def _forget_into(loaded: Loaded, recipe: Recipe, recipe_sha256: str, tmp_dir: Pa
         steps=result.steps,
         stop_reason=result.stop_reason,
         target_forget_acc=target,
+        target_source=target_source,
+        retain_batch_size=retain_batch_size,
         wall_s=round(result.wall_s, 3),
         trainable_parameters=int(sum(p.numel() for p in params.values())),
         metrics=BeforeAfter(before=metrics_from(before, mode, task, before, mia, recipe.seed),
@@ -117,7 +120,7 @@ def _forget_into(loaded: Loaded, recipe: Recipe, recipe_sha256: str, tmp_dir: Pa
         diagnostics=result.diagnostics,
         history=result.history,
         retain_ids_sha256=result.retain_ids_sha256,
-        notes=[ADAM_NOTE] if spec.optimizer == "adam" else [],
+        notes=notes + ([ADAM_NOTE] if spec.optimizer == "adam" else []),
         recipe=recipe.model_dump(mode="json"),
         provenance=prov,
     )

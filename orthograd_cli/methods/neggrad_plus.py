@@ -1,10 +1,14 @@
-"""NegGrad+: ascent on the forget set plus descent on the retain set, weighted by α."""
+"""NegGrad+ (Kurmanji et al. 2023): ascent on the forget set plus descent on the retain set, weighted by α.
+
+α = 0.95 is the authors' setting (`args.ng_alpha` in meghdadk/SCRUB's notebooks); `method.alpha`
+overrides it.
+"""
 
 from orthograd_cli.gradients.per_sample import batch_grad
 from orthograd_cli.gradients.projection import global_norm
 from orthograd_cli.methods.base import Direction, MethodInfo, alpha_or_default, combine
 
-DEFAULT_ALPHA = 0.5
+DEFAULT_ALPHA = 0.95
 
 
 def make(model, params, forget_set, retain_set, spec, loss_fn, seed: int = 0):

@@ -1,4 +1,8 @@
-"""Random labels: descend on the forget set relabelled at random (never its true class), plus retain descent."""
+"""Random labels: descend on the forget set relabelled at random (never its true class), plus retain descent.
+
+The forget and retain terms weigh alike by default (α = 0.5), as in SalUn's random-label baseline, which
+trains on relabelled forget data and retain data together.
+"""
 
 from orthograd_cli.gradients.per_sample import batch_grad
 from orthograd_cli.gradients.projection import global_norm

@@ -38,16 +38,21 @@ class StopRule:
         return row["forget_acc"] <= self.target_forget_acc
 
 
-def stop_target(stop_spec, mode: str, original_test_accuracy: float | None) -> float:
-    """The forget accuracy to reach: the recipe's, else 0 class-wise, else the original test accuracy."""
+def stop_target(stop_spec, mode: str, before: dict) -> tuple[float, str]:
+    """The forget accuracy to reach and where it comes from. The recipe's number when it sets one; class-wise
+    0 (a model that never saw the class does not know it); sample-wise, what a model that never saw the
+    forget data would score on it: the original model's accuracy on the forgotten group's unseen samples
+    (forget_test) when given, else on the test set."""
     if stop_spec.target_forget_acc is not None:
-        return stop_spec.target_forget_acc
+        return stop_spec.target_forget_acc, "method.stop.target_forget_acc"
     if mode == "class":
-        return 0.0
-    if original_test_accuracy is None:
-        raise UsageError("sample-wise unlearning stops at the original test accuracy, but no test set was given",
-                         "give a test set, or set method.stop.target_forget_acc (e.g. 0.9)")
-    return original_test_accuracy
+        return 0.0, "class-wise: 0"
+    for name, source in (("forget_test", "the original model's accuracy on forget_test (the forgotten group's "
+                                         "unseen samples)"), ("test", "the original model's test accuracy")):
+        if name in before:
+            return before[name].accuracy, source
+    raise UsageError("sample-wise unlearning stops at the original model's accuracy on unseen samples, but no test "
+                     "or forget-test set was given", "give a test set, or set method.stop.target_forget_acc (e.g. 0.9)")
 
 
 def split_holdout(forget_set, share: float, seed: int):

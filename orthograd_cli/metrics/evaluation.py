@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from orthograd_cli.metrics.scores import UIS_DEFINITION, metric, mia_logreg_loss_cv, unlearning_impact_score
+from orthograd_cli.metrics.scores import (UIS_DEFINITION, metric, mia_efficacy, mia_logreg_loss_cv,
+                                          unlearning_impact_score)
 from orthograd_cli.tasks import SetResult, Task
 
 SET_DEFINITIONS = {
@@ -46,10 +47,28 @@ def metrics_from(results: dict[str, SetResult], mode: str, task: Task, original:
             uis = unlearning_impact_score(o_t, results["test"].accuracy, results["forget"].accuracy, mode)
             out["uis"] = metric(uis, f"Unlearning Impact Score ({mode}-wise), 0 ideal: {UIS_DEFINITION[mode]}",
                                 results["forget"].n + results["test"].n, higher_is_better=False)
-    if mia and "forget" in results and "test" in results:
-        value = mia_logreg_loss_cv(results["forget"].losses.numpy(), results["test"].losses.numpy(), seed)
+    if mia and "forget" in results:
+        out.update(membership_metrics(results, mode, seed))
+    return out
+
+
+def membership_metrics(results: dict[str, SetResult], mode: str, seed: int) -> dict:
+    """The MIA that fits the scenario: the forget set against the forgotten group's unseen samples
+    (forget_test: a class's test images, a speaker's unseen recordings), which a model that never saw
+    the forget set cannot tell apart (target 0.5); sample-wise without them, against the test set. And
+    MIA-Efficacy where retain and test sets are there to train its attack."""
+    out = {}
+    unseen = "forget_test" if "forget_test" in results else "test" if mode == "sample" and "test" in results else None
+    if unseen is not None:
+        value = mia_logreg_loss_cv(results["forget"].losses.numpy(), results[unseen].losses.numpy(), seed)
         out["mia_logreg_loss_cv"] = metric(
-            value, "5-fold CV accuracy of logistic regression telling forget from test samples by their "
+            value, f"5-fold CV accuracy of logistic regression telling forget from {unseen} samples by their "
                    "per-sample loss (balanced; 0.5 = indistinguishable)",
-            2 * min(results["forget"].n, results["test"].n), target=0.5)
+            2 * min(results["forget"].n, results[unseen].n), target=0.5)
+    if "retain" in results and "test" in results:
+        value = mia_efficacy(results["retain"].losses.numpy(), results["test"].losses.numpy(),
+                             results["forget"].losses.numpy(), seed)
+        out["mia_efficacy"] = metric(
+            value, "MIA-Efficacy (SalUn): share of forget samples that an SVC trained on retain (member) vs test "
+                   "(non-member) confidences exp(−loss) calls non-members", results["forget"].n, higher_is_better=True)
     return out

@@ -52,6 +52,10 @@ class Task:
         checkpoint's metadata, else inference from its weights."""
         raise NotImplementedError
 
+    def class_of(self, sample):
+        """The class a sample belongs to, for class-wise unlearning; None where the task has no classes."""
+        return None
+
     def shape_hint(self, info) -> str:
         """How to fix a head whose shape does not fit the checkpoint."""
         return "check that the checkpoint and the architecture (model.arch) match"

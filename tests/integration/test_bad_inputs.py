@@ -207,13 +207,11 @@ CASES = [
     ("checkpoint-shape-does-not-fit", lambda r: forget_args(r, without_metadata(r), None, None, "--arch", "resnet18",
                                                             "--set", "model.num_classes=5"), 3, "fc.weight"),
     ("checkpoint-non-finite", lambda r: forget_args(r, with_nan(r)), 3, "NaN"),
-    ("run-retain-batch-larger-than-retain-set", lambda r: forget_args(
-        r, None, None, None, "--set", "method.retain_batch_size=100000"), 2, "larger than the retain set"),
     ("run-forget-without-retain", lambda r: ["forget", r / "model.safetensors", "--forget", r / "sample/forget.csv",
                                              "--out", r.parent / "out"], 2, "--retain"),
     ("run-sample-wise-without-test", lambda r: ["forget", r / "model.safetensors", "--forget",
                                                 r / "sample/forget.csv", "--retain", r / "sample/retain.csv",
-                                                "--out", r.parent / "out", "--quiet"], 2, "no test set"),
+                                                "--out", r.parent / "out", "--quiet"], 2, "no test or forget-test set"),
     ("run-output-not-writable", lambda r: forget_args(r, None, None, None, "--out", write(r / "notes.txt", "x") / "run"),
      2, "cannot write there"),
     ("run-output-inside-an-input-file", lambda r: forget_args(r, None, None, None, "--out", r / "test.csv" / "run"), 2,
@@ -501,7 +499,7 @@ def test_an_original_that_is_not_the_recorded_base_is_a_warning(cli, workspace):
     result = cli(*evaluate_args(workspace, run, "--original", workspace / "model.safetensors", "--json"))
     assert result.code == 0, result.err
     assert result.err.startswith("warning: ") and "is not the model" in result.err
-    assert "is not the model" in json.loads(result.out)["notes"][0]
+    assert "is not the model" in json.loads(result.out)["warnings"][0]
 
 
 def test_compare_that_fails_every_run_still_reports_each_reason_in_json(cli, workspace):

@@ -68,21 +68,6 @@ def test_evaluate_human_table_and_uis_against_the_original(cli, trained_model, d
     assert report["metrics"]["uis"]["value"] == pytest.approx(0.5 * abs(o_t - u_u) / o_t)
 
 
-@pytest.fixture(scope="module")
-def class_run(tmp_path_factory, trained_model, digits):
-    """`orthograd forget` of every training image of one digit, through the real CLI."""
-    from orthograd_cli.cli.app import main
-
-    out = tmp_path_factory.mktemp("class_run") / "run"
-    folder = digits / f"class{FORGET_CLASS}"
-    with pytest.raises(SystemExit) as done:
-        main(["forget", str(trained_model), "--forget", str(folder / "forget.csv"), "--retain",
-              str(folder / "retain.csv"), "--test", str(folder / "test.csv"), "--recipe", "resnet18_digits_class",
-              "--out", str(out), "--quiet", "--json"])
-    assert done.value.code == 0
-    return out
-
-
 @pytest.mark.slow
 def test_class_wise_forgetting_removes_the_class_and_keeps_the_others(class_run):
     from orthograd_cli.report import SCHEMA_VERSION, ForgetReport

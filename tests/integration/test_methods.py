@@ -78,7 +78,7 @@ def test_compare_with_three_seeds_writes_table_json_csv_markdown_and_plot(cli, t
         values = [r["metrics"]["test_acc"]["value"] for r in runs]
         assert row["test_acc"]["mean"] == pytest.approx(sum(values) / 3) and row["test_acc"]["n"] == 3
     assert (out / "orthograd/seed2/model.safetensors").exists()
-    assert (out / "compare.csv").read_text().startswith("method,runs,failed,forget_acc_mean")
+    assert (out / "compare.csv").read_text().startswith("method,runs,failed,ua_mean")
     assert (out / "compare.md").read_text().count("\n") == 4  # header, rule, two methods
     assert (out / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -35,26 +35,11 @@ def unlearned(cli, asr_model, forget_voice, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def cli(request):
+def cli():
     """A module-scoped variant of the `cli` fixture (the runs here are shared by several tests)."""
-    import contextlib
-    import io
+    from tests.conftest import run_cli
 
-    from orthograd_cli.cli.app import main
-
-    from tests.conftest import CliResult
-
-    def run(*args):
-        out, err = io.StringIO(), io.StringIO()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                main([str(a) for a in args])
-                code = 0
-            except SystemExit as done:
-                code = int(done.code or 0)
-        return CliResult(code, out.getvalue(), err.getvalue())
-
-    return run
+    return run_cli
 
 
 def test_trained_model_reaches_low_wer_on_held_out_utterances(cli, asr_model, speech_corpus):
@@ -91,6 +76,8 @@ def test_forgetting_the_voice_matches_retraining_and_keeps_the_others(cli, unlea
     assert unlearn_rise >= retrain_rise, (unlearn_rise, retrain_rise)
     assert after["test_wer"]["value"] - before["test_wer"]["value"] <= 0.10
     assert report["task"] == "asr" and "forget accuracy" in report["stop_reason"]
+    # the stop target is the original model's word accuracy on the speaker's unseen utterances
+    assert report["target_forget_acc"] == before["forget_test_acc"]["value"] and "forget_test" in report["target_source"]
     # the trade-off over the run: held-out forget WER and the others' WER at every check, and its PNG
     assert all({"forget_test_wer", "test_wer", "forget_wer"} <= set(row) for row in report["history"])
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -156,5 +143,8 @@ def test_demo_asr_runs_on_the_cached_corpus_and_model(cli, asr_model, speech_cac
     result = cli("demo", "asr", "--out", tmp_path / "demo", "--json", "-q")
     assert result.code == 0, result.err
     run = json.loads(result.out)["runs"]["speaker"]
-    assert run["metrics"]["after"]["forget_holdout_wer"]["value"] >= 0.1
+    after = run["metrics"]["after"]
+    # stopped once the held-out utterances of the voice were no better than its unseen ones were
+    assert "reached target" in run["stop_reason"] and after["forget_holdout_acc"]["value"] <= run["target_forget_acc"]
+    assert after["forget_test_wer"]["value"] > run["metrics"]["before"]["forget_test_wer"]["value"]
     assert (tmp_path / "demo" / "speaker" / "model.safetensors").is_file()

@@ -58,6 +58,9 @@ class ClassificationTask(Task):
                                   "model.labels needs one name per class")
         return ModelInfo(arch=arch, num_classes=num_classes, labels=labels, task=self.name, config=config)
 
+    def class_of(self, sample):
+        return sample.target
+
     def shape_hint(self, info):
         return "set model.num_classes to match the checkpoint, or the right architecture (model.arch)"
 

@@ -1,0 +1,120 @@
+"""`compare --sweep`: the same tuning budget for every method, chosen without looking at the test set.
+
+Each candidate setting (the product of the swept values) runs once per method on a validation split
+carved from the retain set: the method unlearns the forget set keeping `retain_fit` (80 % of the
+retain samples), and `retain_val` (the other 20 %, never used in an update) stands in for the test
+set. Every candidate stops at the real run's forget-accuracy target (the original model's accuracy,
+one number fixed before any candidate runs). The score is the Unlearning Impact Score on that split,
+  ½(|O_v − U_v| + F)/O_v,  F = U_u class-wise, |T − U_u| sample-wise,
+with O_v, U_v the retain_val accuracy before and after, U_u the forget accuracy after and T the
+target; or, with `select`, any metric of the candidate's report (by its direction or target).
+"""
+
+from __future__ import annotations
+
+import itertools
+import tempfile
+from pathlib import Path
+
+from orthograd_cli.errors import UsageError
+from orthograd_cli.loading import Loaded
+from orthograd_cli.recipe import Recipe, apply_override, parse_recipe
+from orthograd_cli.report import SweepCandidate
+
+VALIDATION_SHARE = 0.2
+
+
+def parse_sweep(assignments: list[str]) -> dict[str, list]:
+    """`["method.lr=0.01,0.03", "method.alpha=0,0.5"]` → {key: [values]} (each value parsed as YAML)."""
+    import yaml
+
+    grid = {}
+    for assignment in assignments:
+        key, _, raw = assignment.partition("=")
+        values = [yaml.safe_load(v) for v in raw.split(",") if v.strip()]
+        if not key.strip() or not values:
+            raise UsageError(f"sweep '{assignment}': expected KEY=VALUE,VALUE,...", "e.g. method.lr=0.01,0.03,0.1")
+        grid[key.strip()] = values
+    return grid
+
+
+def candidates_for(method: str, grid: dict[str, list]) -> list[dict]:
+    """The settings a method is tried with: keys under another method's own section do not change it."""
+    from orthograd_cli.methods import METHODS
+
+    others = tuple(f"method.{name}." for name in METHODS if name != method)
+    keys = [key for key in grid if not key.startswith(others)]
+    return [dict(zip(keys, values)) for values in itertools.product(*(grid[key] for key in keys))]
+
+
+def with_setting(recipe: Recipe, setting: dict) -> Recipe:
+    data = recipe.model_dump(mode="json")
+    for key, value in setting.items():
+        apply_override(data, f"{key}={_yaml(value)}")
+    return parse_recipe(data, "sweep " + ", ".join(f"{k}={v}" for k, v in setting.items()))
+
+
+def _yaml(value) -> str:
+    import yaml
+
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+
+
+def validation_split(loaded: Loaded, seed: int) -> Loaded:
+    """forget, retain_fit (as retain) and retain_val (as test), carved from the retain set, seeded."""
+    import torch
+
+    retain = loaded.sets["retain"]
+    if len(retain) < 2:
+        raise UsageError("sweep: the retain set needs at least 2 samples to carve a validation split from")
+    order = torch.randperm(len(retain), generator=torch.Generator().manual_seed(seed + 2))
+    n_val = max(1, round(VALIDATION_SHARE * len(retain)))
+    fit, val = retain.subset(order[n_val:].sort().values), retain.subset(order[:n_val].sort().values)
+    sets = {"forget": loaded.sets["forget"], "retain": fit, "test": val}
+    return Loaded(checkpoint=loaded.checkpoint, info=loaded.info, sets=sets,
+                  manifests={name: dataset.manifest for name, dataset in sets.items()})
+
+
+def validation_score(report, mode: str, select: str) -> float | None:
+    """Lower is better."""
+    after, before = report.metrics.after, report.metrics.before
+    if select == "uis":
+        o_v, u_v, u_u = before["test_acc"].value, after["test_acc"].value, after["forget_acc"].value
+        forget_term = u_u if mode == "class" else abs(report.target_forget_acc - u_u)
+        return 0.5 * (abs(o_v - u_v) + forget_term) / o_v if o_v else None
+    metric = after.get(select)
+    if metric is None or metric.value is None:
+        return None
+    if metric.target is not None and not isinstance(metric.target, str):
+        return abs(metric.value - metric.target)
+    return -metric.value if metric.higher_is_better else metric.value
+
+
+def choose(loaded: Loaded, recipe: Recipe, recipe_sha256: str, methods: list[str], grid: dict[str, list],
+           select: str, target: float, observer=None, on_candidate=None) -> dict[str, list[SweepCandidate]]:
+    """Every method's candidates on the validation split, scored; the best (lowest score) first."""
+    from orthograd_cli.errors import OrthogradError
+    from orthograd_cli.jobs.forget import forget_into
+
+    validation = validation_split(loaded, recipe.seed)
+    tried = {}
+    with tempfile.TemporaryDirectory(prefix="orthograd-sweep-") as scratch:
+        for method in methods:
+            tried[method] = []
+            for i, setting in enumerate(candidates_for(method, grid)):
+                spec = with_setting(recipe, {"method.name": method, **setting,
+                                             "method.stop.target_forget_acc": target})
+                folder = Path(scratch) / method / str(i)
+                folder.mkdir(parents=True)
+                try:
+                    report = forget_into(validation, spec, recipe_sha256, folder, folder, observer)
+                    candidate = SweepCandidate(setting=setting, status="ok", score=validation_score(
+                        report, recipe.eval.mode, select), steps=report.steps, metrics=report.metrics.after)
+                except OrthogradError as err:
+                    candidate = SweepCandidate(setting=setting, status="failed", reason=str(err))
+                tried[method].append(candidate)
+                if on_candidate:
+                    on_candidate(method, candidate)
+            # ties (e.g. no damage visible on the validation split) go to the candidate that needed fewer steps
+            tried[method].sort(key=lambda c: (c.score is None, c.score if c.score is not None else 0, c.steps or 0))
+    return tried

@@ -47,7 +47,7 @@ def main() -> int:
     checkpoint, info = load_checkpoint_and_info(demo_checkpoint(data), recipe)
     model, params = trainable_model(load_model(checkpoint, info).to(device).eval(), recipe, info)
     train = load_image_set("train", read_manifest(data / "train.csv", "classification", info), recipe.data)
-    inputs, labels = train.inputs.to(device), train.labels.to(device)
+    inputs, labels = train.batch(torch.arange(len(train)), device)
     for step in range(3):  # mid-unlearning, so that both LoRA factors carry gradient
         direction = orthograd_direction(model, params, (inputs[:32], labels[:32]), (inputs[100:164], labels[100:164]),
                                         recipe.method, mean_loss)

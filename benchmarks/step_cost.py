@@ -72,8 +72,8 @@ def main(argv: list[str] | None = None) -> None:
     checkpoint, info = load_checkpoint_and_info(demo_checkpoint(data), recipe)
     model, params = trainable_model(load_model(checkpoint, info).to(device).eval(), recipe, info)
     train = load_image_set("train", read_manifest(data / "train.csv", "classification", info), recipe.data)
-    train.inputs, train.labels = train.inputs.to(device), train.labels.to(device)
-    forget_batch = (train.inputs[:32], train.labels[:32])
+    inputs, labels = train.batch(torch.arange(len(train)), device)
+    forget_batch = (inputs[:32], labels[:32])
     where = torch.cuda.get_device_name() if device == "cuda" else f"cpu, {torch.get_num_threads()} threads"
     print(f"resnet18 32px, LoRA r={recipe.lora.r}: {sum(p.numel() for p in params.values()):,} trainable, "
           f"{where}, median of {args.repeats}")
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
     }
     print(f"{'k':>5} {'NegGrad+ s':>11} " + " ".join(f"{label:>22}" for label in configs))
     for k in [int(v) for v in args.ks.split(",")]:
-        retain_batch = (train.inputs[100:100 + k], train.labels[100:100 + k])
+        retain_batch = (inputs[100:100 + k], labels[100:100 + k])
         base = median_time(lambda: neggrad_plus_step(model, params, forget_batch, retain_batch, recipe.method),
                            args.repeats)
         cells = []
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> None:
             cells.append(f"{ortho:.3f} s = {ortho / base:.2f}x")
         print(f"{k:>5} {base:>11.3f} " + " ".join(f"{cell:>22}" for cell in cells))
     k = 64
-    retain = (train.inputs[100:100 + k], train.labels[100:100 + k])
+    retain = (inputs[100:100 + k], labels[100:100 + k])
     loop = median_time(lambda: per_sample_grads(model, params, *retain, mean_loss, "loop"), max(1, args.repeats // 2))
     for backend in ("hooks", "vmap"):
         fast = median_time(lambda: per_sample_grads(model, params, *retain, mean_loss, backend), args.repeats)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from orthograd_cli.data.streaming import SampleCache
 from orthograd_cli.models.checkpoint import Checkpoint, read_checkpoint
 from orthograd_cli.models.registry import ModelInfo, check_fits, load_model, resolve_model_info
-from orthograd_cli.recipe import Recipe
+from orthograd_cli.recipe import Recipe, with_checkpoint_preprocessing
 
 
 @dataclass
@@ -16,6 +17,7 @@ class Loaded:
     info: ModelInfo
     sets: dict  # name -> the task's data set
     manifests: dict  # name -> Manifest
+    recipe: Recipe  # as given, with the checkpoint's recorded preprocessing for the data keys it leaves unset
     notes: list = field(default_factory=list)  # how the sets were derived, for the report
 
     @property
@@ -53,6 +55,7 @@ def load_everything(model_path: str | Path, recipe: Recipe, manifest_paths: dict
     from orthograd_cli.tasks import get_task
 
     checkpoint, info = load_checkpoint_and_info(model_path, recipe, arch)
+    recipe = with_checkpoint_preprocessing(recipe, checkpoint.meta_json("data"))
     task = get_task(info.task)
     manifests = {name: read_manifest(path, task, info) for name, path in manifest_paths.items() if path is not None}
     if "forget" in manifests:  # a forgotten sample can be neither kept nor scored as unseen
@@ -60,8 +63,9 @@ def load_everything(model_path: str | Path, recipe: Recipe, manifest_paths: dict
             if role in manifests:
                 check_disjoint(manifests["forget"], manifests[role], role)
     notes = split_test_by_forgotten_classes(manifests, task) if recipe.eval.mode == "class" else []
-    sets = {name: task.load_set(name, manifest, recipe, info) for name, manifest in manifests.items()}
-    return Loaded(checkpoint=checkpoint, info=info, sets=sets, manifests=manifests, notes=notes)
+    cache = SampleCache(int(recipe.data.cache_gb * 2**30))  # one budget for the run, filled by the sets read first
+    sets = {name: task.load_set(name, manifest, recipe, info, cache) for name, manifest in manifests.items()}
+    return Loaded(checkpoint=checkpoint, info=info, sets=sets, manifests=manifests, recipe=recipe, notes=notes)
 
 
 def split_test_by_forgotten_classes(manifests: dict, task) -> list[str]:
@@ -93,9 +97,11 @@ def split_test_by_forgotten_classes(manifests: dict, task) -> list[str]:
 
 
 def load_set(manifest_path: str | Path, info: ModelInfo, recipe: Recipe, name: str = "set"):
-    """One manifest, validated against the model, as the task's data set."""
+    """One manifest, validated against the model, as the task's data set (cached within data.cache_gb), with
+    the recipe's preprocessing as given."""
     from orthograd_cli.data.manifest import read_manifest
     from orthograd_cli.tasks import get_task
 
     task = get_task(info.task)
-    return task.load_set(name, read_manifest(manifest_path, task, info), recipe, info)
+    cache = SampleCache(int(recipe.data.cache_gb * 2**30))
+    return task.load_set(name, read_manifest(manifest_path, task, info), recipe, info, cache)

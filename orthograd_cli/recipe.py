@@ -33,10 +33,22 @@ class ModelSpec(_Section):
 
 
 class DataSpec(_Section):
-    image_size: int = Field(32, ge=8, le=1024)
+    image_size: int = Field(32, ge=8, le=1024, description="images: the side the model sees")
+    resize: Literal["squash", "shorter_side_crop"] = Field(
+        "squash", description="images: squash to image_size², or resize the shorter side to resize_size and "
+                              "centre-crop image_size (torchvision's evaluation transform)")
+    resize_size: int | None = Field(None, ge=8, le=4096, description="shorter_side_crop: the shorter side before "
+                                    "the crop (e.g. 232 for ResNet-50 V2 weights); unset: image_size")
     channels: Literal[1, 3] = 3
     mean: list[float] = Field(default_factory=lambda: [0.5, 0.5, 0.5])
     std: list[float] = Field(default_factory=lambda: [0.5, 0.5, 0.5])
+    audio_normalize: Literal["none", "utterance"] = Field(
+        "none", description="speech: utterance scales each waveform to zero mean and unit variance (what Hugging "
+                            "Face's Wav2Vec2FeatureExtractor does with do_normalize), as the model was trained")
+    num_workers: int = Field(2, ge=0, le=64, description="processes that decode samples ahead of the model when a "
+                             "set is larger than the cache (0: decode in the main process)")
+    cache_gb: float = Field(1.0, ge=0, description="decoded samples kept in memory per run (the retain and forget "
+                            "sets are read at every step); larger sets stream")
 
     @model_validator(mode="after")
     def _per_channel(self) -> "DataSpec":
@@ -170,6 +182,9 @@ class EvalSpec(_Section):
     mode: Literal["sample", "class"] = "sample"
     batch_size: int = Field(256, ge=1)
     mia: bool = True
+    require_better_than_chance: bool = Field(
+        True, description="forget/compare: stop before unlearning when the original model is at chance on the "
+                          "retain or test set (wrong preprocessing, vocabulary or checkpoint)")
 
 
 class Recipe(_Section):
@@ -332,8 +347,49 @@ def load_recipe(name_or_path: str | None, overrides: list[str] | None = None) ->
     return recipe, recipe_sha256(recipe)
 
 
+# keys that say how a run executes, not what it computes: the recipe's hash (in every checkpoint it writes)
+# leaves them out, so that streaming or caching the data cannot change a checkpoint's bytes
+# data keys that say how the checkpoint sees its inputs: recorded in outputs (orthograd.data) and read back from
+# checkpoints and model folders for every key the recipe leaves unset
+PREPROCESSING_KEYS = ("image_size", "resize", "resize_size", "channels", "mean", "std", "audio_normalize")
+
+
+def with_checkpoint_preprocessing(recipe: Recipe, recorded: dict | None) -> Recipe:
+    """The recipe with the checkpoint's recorded preprocessing for the data keys the recipe does not set."""
+    if not recorded:
+        return recipe
+    unknown = sorted(set(recorded) - set(PREPROCESSING_KEYS))
+    if unknown:
+        raise RecipeError(f"the checkpoint's orthograd.data metadata has unknown key '{unknown[0]}'",
+                          f"known: {', '.join(PREPROCESSING_KEYS)}")
+    chosen = {key: value for key, value in recorded.items() if key not in recipe.data.model_fields_set}
+    if not chosen:
+        return recipe
+    data = recipe.data.model_dump()
+    data.update(chosen)
+    try:
+        spec = DataSpec.model_validate(data)
+    except ValidationError as exc:
+        raise RecipeError(f"the checkpoint's recorded preprocessing (orthograd.data) is invalid: "
+                          f"{exc.errors()[0]['msg']}", "set the data keys in the recipe") from None
+    spec.__pydantic_fields_set__ = set(recipe.data.model_fields_set)  # still what the user set, for a second call
+    return recipe.model_copy(update={"data": spec})
+
+
+def preprocessing_metadata(data: DataSpec) -> dict[str, str]:
+    import json
+
+    return {"orthograd.data": json.dumps({key: getattr(data, key) for key in PREPROCESSING_KEYS}, sort_keys=True)}
+
+
+EXECUTION_ONLY = (("data", "num_workers"), ("data", "cache_gb"), ("eval", "require_better_than_chance"))
+
+
 def recipe_sha256(recipe: Recipe) -> str:
-    canonical = yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=True)
+    data = recipe.model_dump(mode="json")
+    for section, key in EXECUTION_ONLY:
+        data[section].pop(key, None)
+    canonical = yaml.safe_dump(data, sort_keys=True)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 

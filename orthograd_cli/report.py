@@ -87,6 +87,7 @@ class ForgetReport(_Report):
     history: list[dict[str, float | int]] = Field(description="one row per stop-rule check: step and each set's metrics")
     retain_ids_sha256: str
     notes: list[str] = []
+    warnings: list[str] = []  # what makes the run not the success it may look like (also on stderr)
     recipe: dict[str, Any]
     provenance: Provenance
     outputs: dict[str, str] = {}

@@ -17,9 +17,8 @@ def train_classifier(model, train_set, epochs: int = 8, batch_size: int = 64, lr
     for _ in range(epochs):
         order = torch.randperm(len(train_set), generator=generator)
         for start in range(0, len(order), batch_size):
-            index = order[start:start + batch_size]
-            inputs = train_set.inputs[index].to(device)
-            loss = F.cross_entropy(model(inputs), train_set.labels[index].to(device))
+            inputs, labels = train_set.batch(order[start:start + batch_size], device)
+            loss = F.cross_entropy(model(inputs), labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -29,7 +28,7 @@ def train_classifier(model, train_set, epochs: int = 8, batch_size: int = 64, lr
 
 def train_ctc(model, train_set, epochs: int = 30, batch_size: int = 16, lr: float = 2e-3, seed: int = 0,
               device: str = "cpu", progress=None):
-    """CTC training of a torchaudio wav2vec2-family model on an AudioSet (utterances sorted into
+    """CTC training of a torchaudio wav2vec2-family model on a speech set (utterances sorted into
     length buckets so padding stays small)."""
     import torch
 
@@ -39,7 +38,7 @@ def train_ctc(model, train_set, epochs: int = 30, batch_size: int = 16, lr: floa
     torch.manual_seed(seed)
     model.to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-2)
-    by_length = torch.tensor([len(w) for w in train_set.waveforms]).argsort()
+    by_length = torch.tensor([len(train_set.item(i)[0]) for i in range(len(train_set))]).argsort()
     batches = [by_length[i:i + batch_size] for i in range(0, len(by_length), batch_size)]
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=epochs * len(batches),
                                                    pct_start=0.15)

@@ -156,3 +156,19 @@ def asr_retrained(speech_corpus, forget_voice) -> Path:
 
     return speech_checkpoint(speech_corpus, str(forget_voice.relative_to(speech_corpus) / "train_without.csv"),
                              name="wav2vec2_digits_without_voice")
+
+
+@pytest.fixture(scope="session")
+def hf_ctc_folder(speech_cache, speech_corpus) -> Path:
+    """A tiny Hugging Face Wav2Vec2ForCTC folder (do_normalize: true) trained on every voice (about 2 minutes)."""
+    from tests.hf_models import trained_wav2vec2
+
+    return trained_wav2vec2(speech_cache / "hf_wav2vec2", speech_corpus)
+
+
+@pytest.fixture(scope="session")
+def hf_vit_folder(tmp_path_factory, digits) -> Path:
+    """A tiny Hugging Face ViTForImageClassification folder trained on the digits (about 25 s)."""
+    from tests.hf_models import trained_vit
+
+    return trained_vit(tmp_path_factory.mktemp("hf") / "vit", digits)

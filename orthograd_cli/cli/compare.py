@@ -30,7 +30,7 @@ Writes compare/<method>/seed<N>/ runs and compare/compare.{json,csv,md,png}.
 
 
 def compare(
-    model: Annotated[Path, typer.Argument(help="Checkpoint (.safetensors) to unlearn from.")],
+    model: Annotated[Path, typer.Argument(help="Checkpoint to unlearn from: a .safetensors file or a Hugging Face model folder.")],
     forget_csv: options.Forget = None,
     retain_csv: options.Retain = None,
     test_csv: options.Test = None,

@@ -23,7 +23,7 @@ each metric's gap to it. Speech models report WER and word accuracy max(0, 1 −
 
 
 def evaluate(
-    model: Annotated[Path, typer.Argument(help="Checkpoint (.safetensors) to measure.")],
+    model: Annotated[Path, typer.Argument(help="Checkpoint to measure: a .safetensors file or a Hugging Face model folder.")],
     forget_csv: options.Forget = None,
     retain_csv: options.Retain = None,
     test_csv: options.Test = None,

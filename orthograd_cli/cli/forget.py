@@ -15,6 +15,9 @@ Examples:
   orthograd forget model.safetensors -f class7/forget.csv --retain class7/retain.csv -t class7/test.csv
   --recipe resnet18_digits_class --out run/ --set method.retain_batch_size=32 --json
 
+  orthograd forget vit_folder/ -f class7/forget.csv --retain class7/retain.csv -t test.csv
+  --recipe vit_hf_digits_class --out run/      # a Hugging Face folder in, a model folder out
+
 Methods (--set method.name=...; their own settings are recipe keys method.<name>.<key>):
 
 \b
@@ -30,7 +33,7 @@ Writes run/model.safetensors (merged), run/adapter/ (peft LoRA adapter) and run/
 
 
 def forget(
-    model: Annotated[Path, typer.Argument(help="Checkpoint (.safetensors) to unlearn from.")],
+    model: Annotated[Path, typer.Argument(help="Checkpoint to unlearn from: a .safetensors file or a Hugging Face model folder.")],
     forget_csv: options.Forget = None,
     retain_csv: options.Retain = None,
     test_csv: options.Test = None,
@@ -61,7 +64,10 @@ def forget(
         report = run_forget(str(model), manifests, spec, sha, str(out), overwrite=overwrite, arch=arch, observer=bar,
                             extra_outputs=(plot,) if plot else ())
     for note in report.notes:
-        output.info(f"note: {note}")
+        if note not in report.warnings:
+            output.info(f"note: {note}")
+    for warning in report.warnings:
+        output.warn(warning)
     if plot:
         from orthograd_cli.plots import tradeoff_plot
 

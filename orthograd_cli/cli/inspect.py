@@ -17,7 +17,7 @@ Examples:
 
 
 def inspect(
-    model: Annotated[Path, typer.Argument(help="Checkpoint (.safetensors) to inspect.")],
+    model: Annotated[Path, typer.Argument(help="Checkpoint to inspect: a .safetensors file or a Hugging Face model folder.")],
     forget_csv: options.Forget = None,
     retain_csv: options.Retain = None,
     batches: Annotated[int, typer.Option("--batches", min=1, help="Forget/retain batches to average over.")] = 1,

@@ -11,13 +11,14 @@ EPILOG = """\
 Example:
 
   orthograd merge model.safetensors run/adapter --out merged.safetensors
+  orthograd merge wav2vec2_folder/ run/adapter --out merged_folder/    # a Hugging Face folder gives a folder
 """
 
 
 def merge(
-    base: Annotated[Path, typer.Argument(help="Base checkpoint (.safetensors) the adapter was trained on.")],
+    base: Annotated[Path, typer.Argument(help="Base checkpoint (.safetensors or a Hugging Face model folder) the adapter was trained on.")],
     adapter: Annotated[Path, typer.Argument(help="Adapter folder written by `orthograd forget` (run/adapter).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Merged checkpoint to write.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Merged checkpoint to write (a folder when the base is a folder).")],
     arch: options.Arch = None,
     ignore_base_hash: Annotated[bool, typer.Option("--ignore-base-hash",
                                                    help="Merge even if the base differs from the recorded one.")] = False,

@@ -74,6 +74,7 @@ def run_compare(model_path: str, manifests: dict, recipe: Recipe, recipe_sha256:
         raise UsageError("methods: no method given", "name one or more, e.g. orthograd,neggrad_plus")
     check_methods(methods)
     loaded = load_everything(model_path, recipe, manifests, arch)  # validated and decoded once for every run
+    recipe = loaded.recipe  # with the checkpoint's recorded preprocessing
     specs = {method: with_method(recipe, method) for method in methods}
     for spec in specs.values():
         check_recipe_fits_task(spec, loaded.task)

@@ -23,18 +23,17 @@ def demo_checkpoint(data_dir: Path, seed: int = 0, epochs: int = 4) -> Path:
     """A resnet18 trained on the digits train split, cached beside the data."""
     import torch
 
-    from orthograd_cli.data.manifest import read_manifest
+    from orthograd_cli.loading import load_set
     from orthograd_cli.models.checkpoint import save_checkpoint
     from orthograd_cli.models.registry import ModelInfo, build_model
-    from orthograd_cli.recipe import DataSpec
-    from orthograd_cli.tasks.classification.data import load_image_set
+    from orthograd_cli.recipe import Recipe
     from orthograd_cli.training import train_classifier
 
     path = data_dir / f"resnet18_digits_seed{seed}.safetensors"
     if path.exists():
         return path
     info = ModelInfo(arch="resnet18", num_classes=10, labels=LABELS)
-    train = load_image_set("train", read_manifest(data_dir / "train.csv", "classification", info), DataSpec())
+    train = load_set(data_dir / "train.csv", info, Recipe(), "train")
     torch.manual_seed(seed)
     model = train_classifier(build_model(info), train, epochs=epochs, seed=seed)
     save_checkpoint(model.state_dict(), path, info.metadata())

@@ -50,18 +50,17 @@ def speech_checkpoint(corpus: Path, train_manifest: str = "train.csv", name: str
     """A small CTC model trained on `corpus/train_manifest`, cached beside the corpus."""
     import torch
 
-    from orthograd_cli.data.manifest import read_manifest
+    from orthograd_cli.loading import load_set
     from orthograd_cli.models.checkpoint import save_checkpoint
     from orthograd_cli.models.registry import build_model
-    from orthograd_cli.tasks.asr.data import load_audio_set
+    from orthograd_cli.recipe import Recipe
     from orthograd_cli.training import train_ctc
 
     path = corpus / f"{name}_seed{seed}.safetensors"
     if path.exists():
         return path
     info = speech_info()
-    manifest = read_manifest(corpus / train_manifest, "asr", info)
-    train = load_audio_set("train", manifest, info.vocab, info.sample_rate)
+    train = load_set(corpus / train_manifest, info, Recipe(), "train")
     torch.manual_seed(seed)
     model = train_ctc(build_model(info), train, epochs=epochs, batch_size=8, lr=2e-3, seed=seed, progress=progress)
     save_checkpoint(model.state_dict(), path, info.metadata())

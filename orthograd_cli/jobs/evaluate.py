@@ -10,6 +10,7 @@ from orthograd_cli.errors import CheckpointError
 from orthograd_cli.loading import load_checkpoint_and_info, load_everything
 from orthograd_cli.models.checkpoint import Checkpoint
 from orthograd_cli.metrics.evaluation import measure, metrics_from
+from orthograd_cli.metrics.sanity import chance_problems
 from orthograd_cli.models.registry import load_model
 from orthograd_cli.recipe import Recipe
 from orthograd_cli.outputs import check_not_an_input, check_output_file
@@ -47,7 +48,8 @@ def run_evaluate(model_path: str, manifests: dict, recipe: Recipe, recipe_sha256
     original_results = results_of(load_model(*original)) if original is not None else None
     report = EvaluateReport(
         model=str(model_path), task=task.name, mode=mode, metrics=metrics_of(results), notes=loaded.notes,
-        warnings=[mismatch] if mismatch else [],
+        warnings=([mismatch] if mismatch else []) + [f"the model is at chance {problem}: {task.chance_hint}"
+                                                      for problem in chance_problems(results, task, loaded.info)],
         provenance=provenance(runtime.device, recipe.seed, model=loaded.checkpoint.sha256,
                               original=original[0].sha256 if original else None,
                               reference=reference[0].sha256 if reference else None, recipe=recipe_sha256,

@@ -11,10 +11,12 @@ from pathlib import Path
 from orthograd_cli.loading import Loaded, load_everything
 from orthograd_cli.methods.observer import Observer
 from orthograd_cli.metrics.evaluation import measure, metrics_from
+from orthograd_cli.metrics.sanity import require_better_than_chance
 from orthograd_cli.models.checkpoint import Checkpoint, save_checkpoint
 from orthograd_cli.outputs import check_not_an_input, check_output_file, claimed_folder
-from orthograd_cli.models.registry import load_model
-from orthograd_cli.recipe import Recipe
+from orthograd_cli.models.registry import checkpoint_state, load_model
+from orthograd_cli.models.hf_folder import copy_companions
+from orthograd_cli.recipe import Recipe, preprocessing_metadata
 from orthograd_cli.report import BeforeAfter, ForgetReport, provenance, provenance_metadata, write_report
 from orthograd_cli.runtime import Runtime
 
@@ -36,6 +38,7 @@ def run_forget(model_path: str, manifests: dict, recipe: Recipe, recipe_sha256: 
     """Validate everything, claim `out_dir`, unlearn, and write the checkpoint, adapter and report into it.
     `extra_outputs`: other files the caller will write (a plot), checked with the same rules up front."""
     loaded = load_everything(model_path, recipe, manifests, arch)
+    recipe = loaded.recipe  # with the checkpoint's recorded preprocessing
     check_recipe_fits_task(recipe, loaded.task)
     for path in extra_outputs:
         check_output_file(path, [*loaded.input_paths, out_dir])
@@ -47,7 +50,7 @@ def run_forget(model_path: str, manifests: dict, recipe: Recipe, recipe_sha256: 
 
 def output_bytes(loaded: Loaded) -> int:
     """About what a run writes: the merged checkpoint (the adapter and report are small beside it)."""
-    return loaded.checkpoint.path.stat().st_size
+    return loaded.checkpoint.nbytes
 
 
 def forget_into(loaded: Loaded, recipe: Recipe, recipe_sha256: str, folder: Path, final: Path,
@@ -83,6 +86,7 @@ def _forget_into(loaded: Loaded, recipe: Recipe, recipe_sha256: str, tmp_dir: Pa
 
     model = loaded.build_model(runtime.device)
     before = measure(model, sets, batch, runtime.device, task)
+    require_better_than_chance(before, task, loaded.info, loaded.checkpoint.path, recipe.eval.require_better_than_chance)
     target, target_source = stop_target(spec.stop, recipe.eval.mode, before)
     model, params = trainable_model(model, recipe, loaded.info)
     direction_fn = get_method(spec.name).make(model, params, forget_update, retain, spec, task.mean_loss, recipe.seed)
@@ -96,14 +100,22 @@ def _forget_into(loaded: Loaded, recipe: Recipe, recipe_sha256: str, tmp_dir: Pa
 
     prov = provenance(runtime.device, recipe.seed, base=loaded.checkpoint.sha256, recipe=recipe_sha256,
                       **{f"manifest_{n}": m.sha256 for n, m in loaded.manifests.items()})
-    metadata = {**loaded.checkpoint.metadata, **loaded.info.metadata(), **provenance_metadata(prov)}
+    metadata = {**loaded.checkpoint.metadata, **loaded.info.metadata(), **preprocessing_metadata(recipe.data),
+                **provenance_metadata(prov)}
     merged = _merged_weights(model, loaded, recipe, tmp_dir, metadata)
     save_checkpoint(merged, tmp_dir / "model.safetensors", metadata)
+    if loaded.checkpoint.is_folder:  # the output is a model folder too: config, processor and tokenizer files
+        copy_companions(loaded.checkpoint.path, tmp_dir)
 
     # "after" is measured on the weights as written, so the report matches the file exactly
     unlearned = load_model(Checkpoint(path=tmp_dir / "model.safetensors", state_dict=merged), loaded.info)
     after = measure(unlearned.to(runtime.device).eval(), sets, batch, runtime.device, task)
     mode, mia = recipe.eval.mode, recipe.eval.mia
+    warnings = []
+    if result.steps == 0:
+        warnings.append(f"nothing was unlearned: the forget data already meet the target before any step (forget "
+                        f"{task.accuracy_name} {result.history[0]['forget_acc']:.4f} <= {target:.4f}, "
+                        f"{target_source}); the output's weights equal the input's")
     return ForgetReport(
         method=spec.name,
         task=task.name,
@@ -120,7 +132,8 @@ def _forget_into(loaded: Loaded, recipe: Recipe, recipe_sha256: str, tmp_dir: Pa
         diagnostics=result.diagnostics,
         history=result.history,
         retain_ids_sha256=result.retain_ids_sha256,
-        notes=notes + ([ADAM_NOTE] if spec.optimizer == "adam" else []),
+        notes=notes + ([ADAM_NOTE] if spec.optimizer == "adam" else []) + warnings,
+        warnings=warnings,
         recipe=recipe.model_dump(mode="json"),
         provenance=prov,
     )
@@ -129,8 +142,7 @@ def _forget_into(loaded: Loaded, recipe: Recipe, recipe_sha256: str, tmp_dir: Pa
 def _merged_weights(model, loaded: Loaded, recipe: Recipe, tmp_dir: Path, metadata: dict) -> dict:
     """LoRA: save the adapter, then merge it exactly as `orthograd merge` would; else the trained weights."""
     if not recipe.lora.enabled:
-        state = model.state_dict()
-        return {k: state[k].detach().to("cpu", v.dtype).contiguous() for k, v in loaded.checkpoint.state_dict.items()}
+        return checkpoint_state(model, loaded.info, loaded.checkpoint.state_dict)
     from orthograd_cli.models.lora import merge_adapter, save_adapter
 
     save_adapter(model, tmp_dir / "adapter", loaded.checkpoint.sha256, metadata)

@@ -1,4 +1,5 @@
-"""`orthograd merge`: fold a LoRA adapter folder into its base checkpoint."""
+"""`orthograd merge`: fold a LoRA adapter folder into its base checkpoint. A Hugging Face model folder as
+base gives a model folder (its config, processor and tokenizer files copied) that from_pretrained loads."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from orthograd_cli.errors import CheckpointError
 from orthograd_cli.models.checkpoint import read_checkpoint, save_checkpoint
 from orthograd_cli.models.lora import merge_adapter, read_adapter_info
 from orthograd_cli.models.registry import check_fits, resolve_model_info
-from orthograd_cli.outputs import check_output_file
+from orthograd_cli.models.hf_folder import copy_companions
+from orthograd_cli.outputs import check_output_file, claimed_folder
 from orthograd_cli.report import MergeReport
 
 
@@ -16,7 +18,8 @@ def run_merge(base_path: str, adapter_dir: str, out_path: str, arch: str | None 
               ignore_base_hash: bool = False) -> MergeReport:
     base = read_checkpoint(base_path)
     adapter_dir = Path(adapter_dir)
-    check_output_file(out_path, [base_path, adapter_dir], need_bytes=base.path.stat().st_size)
+    if not base.is_folder:
+        check_output_file(out_path, [base_path, adapter_dir], need_bytes=base.nbytes)
     recorded = read_adapter_info(adapter_dir)
     if recorded.get("base_sha256") and recorded["base_sha256"] != base.sha256 and not ignore_base_hash:
         raise CheckpointError(f"{adapter_dir}: adapter was trained on a base with sha256 "
@@ -30,6 +33,11 @@ def run_merge(base_path: str, adapter_dir: str, out_path: str, arch: str | None 
                               "merge it onto the checkpoint it was trained on")
     merged = merge_adapter(base, info, adapter_dir)
     metadata = recorded.get("metadata") or {**base.metadata, **info.metadata()}
-    save_checkpoint(merged, Path(out_path), metadata)
+    if base.is_folder:
+        with claimed_folder(out_path, "merge", [base_path, adapter_dir], need_bytes=base.nbytes) as folder:
+            save_checkpoint(merged, folder / "model.safetensors", metadata)
+            copy_companions(base.path, folder)
+    else:
+        save_checkpoint(merged, Path(out_path), metadata)
     return MergeReport(base=str(base_path), adapter=str(adapter_dir), out=str(out_path), base_sha256=base.sha256,
                        tensors=len(merged))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 from orthograd_cli.errors import UsageError
@@ -71,8 +72,7 @@ def validation_split(loaded: Loaded, seed: int) -> Loaded:
     n_val = max(1, round(VALIDATION_SHARE * len(retain)))
     fit, val = retain.subset(order[n_val:].sort().values), retain.subset(order[:n_val].sort().values)
     sets = {"forget": loaded.sets["forget"], "retain": fit, "test": val}
-    return Loaded(checkpoint=loaded.checkpoint, info=loaded.info, sets=sets,
-                  manifests={name: dataset.manifest for name, dataset in sets.items()})
+    return replace(loaded, sets=sets, manifests={name: dataset.manifest for name, dataset in sets.items()}, notes=[])
 
 
 def validation_score(report, mode: str, select: str) -> float | None:

@@ -32,6 +32,13 @@ class Checkpoint:
     state_dict: dict  # name -> torch.Tensor
     metadata: dict[str, str] = field(default_factory=dict)
     sha256: str = ""
+    is_folder: bool = False  # a Hugging Face model folder (models/hf_folder.py); `path` is the folder
+    config: dict | None = None  # a folder's config.json
+
+    @property
+    def nbytes(self) -> int:
+        """About what its weights take on disk (what a merged copy will need)."""
+        return sum(t.numel() * t.element_size() for t in self.state_dict.values())
 
     def meta(self, key: str) -> str | None:
         return self.metadata.get(META_PREFIX + key)
@@ -84,13 +91,25 @@ def _refuse_pickle(path: Path) -> None:
 
 
 def read_checkpoint(path: str | Path) -> Checkpoint:
-    """Load a safetensors state dict on the CPU; refuse pickles, truncated files and non-finite weights."""
+    """Load a safetensors state dict (or a Hugging Face model folder) on the CPU; refuse pickles, truncated
+    files and non-finite weights."""
+    path = Path(path)
+    if path.is_dir():
+        from orthograd_cli.models.hf_folder import read_hf_folder
+
+        return read_hf_folder(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file", "pass the path of a .safetensors file "
+                              "or of a Hugging Face model folder")
+    state_dict, metadata = read_safetensors(path)
+    return Checkpoint(path=path, state_dict=state_dict, metadata=metadata, sha256=file_sha256(path))
+
+
+def read_safetensors(path: Path) -> tuple[dict, dict[str, str]]:
+    """(tensors in file order, metadata) of one safetensors file, every tensor checked."""
     import torch
     from safetensors import SafetensorError, safe_open
 
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file", "pass the path of a .safetensors file")
     _refuse_pickle(path)
     try:
         with safe_open(str(path), framework="pt", device="cpu") as handle:
@@ -109,7 +128,7 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             raise CheckpointError(f"{path}: tensor '{key}' has NaN or infinite values",
                                   "the checkpoint is corrupt or diverged; use an earlier one")
-    return Checkpoint(path=path, state_dict=state_dict, metadata=metadata, sha256=file_sha256(path))
+    return state_dict, metadata
 
 
 def _file_order(path: Path, keys) -> list[str]:

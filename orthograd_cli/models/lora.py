@@ -8,6 +8,7 @@ Adapters are plain peft folders (`adapter_config.json` + `adapter_model.safetens
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 from orthograd_cli.errors import CheckpointError, UsageError
@@ -34,11 +35,18 @@ def wrap_with_lora(model, r: int, alpha: float, targets: list[str]):
         module = names[unsupported[0]]
         raise RecipeError(f"lora.target_modules: '{unsupported[0]}' is a {type(module).__name__}, which takes no "
                           "LoRA adapter", "name Linear or Conv2d layers (or set lora.enabled: false)")
+    grouped = [t for t in targets if isinstance(names[t], nn.Conv2d) and names[t].groups > 1]
+    if grouped:  # depthwise/grouped convolutions (MobileNet, EfficientNet): peft cannot merge LoRA into them
+        raise RecipeError(f"lora.target_modules: '{grouped[0]}' is a grouped convolution (groups="
+                          f"{names[grouped[0]].groups}), which peft's LoRA cannot merge",
+                          "leave it out (the default targets skip grouped convolutions)")
     if not targets:
         raise RecipeError("lora.target_modules: the model has no layer to put LoRA adapters on",
                           "name Linear or Conv2d layers, or set lora.enabled: false")
     config = LoraConfig(r=r, lora_alpha=alpha, target_modules=targets, lora_dropout=0.0, bias="none")
-    return get_peft_model(model, config)
+    with warnings.catch_warnings():  # peft asks transformers models a deprecated attribute; not the user's concern
+        warnings.simplefilter("ignore", FutureWarning)
+        return get_peft_model(model, config)
 
 
 def trainable_model(model, recipe, info):
@@ -96,7 +104,9 @@ def load_adapter_into(model, directory: Path):
         raise CheckpointError(f"{directory}: adapter targets module '{missing[0]}', which the base model lacks",
                               "the adapter was trained on another architecture")
     weights = read_checkpoint(weights_path).state_dict  # truncated, pickled or non-finite: a CheckpointError
-    peft_model = get_peft_model(model, config)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        peft_model = get_peft_model(model, config)
     expected = {k: v.shape for k, v in peft_model.state_dict().items() if "lora_" in k}
     for key, tensor in weights.items():
         full = _peft_state_key(key, expected)
@@ -116,13 +126,14 @@ def _peft_state_key(saved_key: str, expected: dict) -> str | None:
     return live if live in expected else None
 
 
-def merged_state_dict(peft_model, reference: dict) -> dict:
+def merged_state_dict(peft_model, reference: dict, info) -> dict:
     """Merge the adapters into the base weights; keys, shapes and dtypes follow `reference`. A merge that
     gives non-finite weights (or ones that overflow the base's dtype) is refused."""
     import torch
 
-    merged = peft_model.merge_and_unload().state_dict()
-    state = {key: merged[key].detach().to("cpu", reference[key].dtype).contiguous() for key in reference}
+    from orthograd_cli.models.registry import checkpoint_state
+
+    state = checkpoint_state(peft_model.merge_and_unload(), info, reference)
     for key, tensor in state.items():
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             raise CheckpointError(f"merging the adapter gives non-finite values in '{key}'",
@@ -135,4 +146,4 @@ def merge_adapter(base, info, adapter_dir: Path) -> dict:
     from orthograd_cli.models.registry import load_model
 
     peft_model = load_adapter_into(load_model(base, info), adapter_dir)
-    return merged_state_dict(peft_model, base.state_dict)
+    return merged_state_dict(peft_model, base.state_dict, info)

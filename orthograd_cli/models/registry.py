@@ -22,7 +22,7 @@ class ModelInfo:
     num_classes: int  # classification: classes; asr: vocabulary size (the CTC head's outputs)
     labels: list[str] | None = None
     task: str = "classification"
-    config: dict | None = None  # builder keyword arguments (torchaudio size parameters)
+    config: dict | None = None  # builder keyword arguments (torchaudio size parameters); a folder's config.json
     vocab: list[str] | None = None  # asr: CTC tokens, blank first
     sample_rate: int | None = None  # asr: the rate the model was trained at
 
@@ -38,7 +38,7 @@ class ModelInfo:
         }
         if self.labels:
             meta[META_PREFIX + "labels"] = json.dumps(self.labels)
-        if self.config:
+        if self.config and not self.source.reads_config_from_folder:
             meta[META_PREFIX + "arch_config"] = json.dumps(self.config, sort_keys=True)
         if self.vocab:
             meta[META_PREFIX + "vocab"] = json.dumps(self.vocab)
@@ -53,7 +53,8 @@ def source_of(arch: str):
     if source is None:
         known = [name for s in all_sources() for name in s.architectures()]
         raise CheckpointError(f"unknown architecture '{arch}'", did_you_mean(arch, known) or
-                              "any name torchvision.models.list_models() gives, or a torchaudio CTC builder")
+                              "any name torchvision.models.list_models() gives, a torchaudio CTC builder, or a "
+                              "Hugging Face model folder")
     return source
 
 
@@ -77,15 +78,13 @@ def resolve_model_info(checkpoint: Checkpoint, arch: str | None = None, spec=Non
         hint = f"it looks like '{guess}': set the architecture to {guess} (model.arch)" if guess else \
             "set the architecture (model.arch)"
         raise CheckpointError(f"{checkpoint.path}: no architecture given and no 'orthograd.arch' metadata", hint)
-    if arch.startswith("hf:"):
-        raise CheckpointError(f"'{arch}': Hugging Face model folders are not supported yet",
-                              "convert the model to a torchvision/torchaudio checkpoint")
     source = source_of(arch)
-    task = task or checkpoint.meta("task") or source.tasks[0]
-    if task not in source.tasks:
-        raise CheckpointError(f"'{arch}' is a {source.name} model for {', '.join(source.tasks)}, but the task is "
-                              f"'{task}'", f"set task: {source.tasks[0]}")
-    config = spec.config or checkpoint.meta_json("arch_config")
+    tasks = source.tasks_of(arch)
+    task = task or checkpoint.meta("task") or tasks[0]
+    if task not in tasks:
+        raise CheckpointError(f"'{arch}' is a {source.name} model for {', '.join(tasks)}, but the task is "
+                              f"'{task}'", f"set task: {tasks[0]}")
+    config = spec.config or checkpoint.config or checkpoint.meta_json("arch_config")
     return get_task(task).complete_info(checkpoint, arch, spec, config)
 
 
@@ -105,7 +104,9 @@ def check_fits(checkpoint: Checkpoint, info: ModelInfo) -> None:
     from orthograd_cli.tasks import get_task
 
     with torch.device("meta"):
-        expected = build_model(info).state_dict()
+        model = build_model(info)
+    names = info.source.checkpoint_keys(model, set(checkpoint.state_dict))
+    expected = {names[key]: tensor for key, tensor in model.state_dict().items() if key in names}
     missing = [k for k in expected if k not in checkpoint.state_dict]
     unexpected = [k for k in checkpoint.state_dict if k not in expected]
     if missing or unexpected:
@@ -126,5 +127,14 @@ def check_fits(checkpoint: Checkpoint, info: ModelInfo) -> None:
 def load_model(checkpoint: Checkpoint, info: ModelInfo):
     """Build the architecture and load the (already checked) checkpoint strictly."""
     model = build_model(info)
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in checkpoint.state_dict.items()})
+    names = info.source.checkpoint_keys(model, set(checkpoint.state_dict))
+    stored = {key: checkpoint.state_dict[names[key]] for key in names}
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in stored.items()})
     return model.float()
+
+
+def checkpoint_state(model, info: ModelInfo, reference: dict) -> dict:
+    """The module's weights under the checkpoint's names, with the checkpoint's keys, order and dtypes."""
+    state = model.state_dict()
+    by_file_name = {file_key: state[key] for key, file_key in info.source.checkpoint_keys(model, set(reference)).items()}
+    return {key: by_file_name[key].detach().to("cpu", tensor.dtype).contiguous() for key, tensor in reference.items()}

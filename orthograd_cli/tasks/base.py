@@ -42,8 +42,10 @@ class Task:
         """(target, group) of one manifest row; raises ManifestError naming `where` (file and row)."""
         raise NotImplementedError
 
-    def load_set(self, name: str, manifest, recipe, info):
-        """The data set of a validated manifest: `len()`, `.manifest`, `.batch(index, device)`, `.subset(index)`."""
+    def load_set(self, name: str, manifest, recipe, info, cache=None):
+        """The data set of a validated manifest, nothing decoded yet (a data.streaming.StreamedSet with the
+        task's decoder): `len()`, `.manifest`, `.batch(index, device)`, `.batches(size, device)`,
+        `.subset(index)`. `cache`: the SampleCache it may keep decoded samples in."""
         raise NotImplementedError
 
     # --- the model ------------------------------------------------------------------------------
@@ -69,6 +71,13 @@ class Task:
 
     def score(self, model, dataset, batch_size: int, device: str) -> SetResult:
         raise NotImplementedError
+
+    # where a model at chance usually comes from, for the sanity check's error (metrics/sanity.py)
+    chance_hint: str = "check the preprocessing, the labels and that this is the trained checkpoint"
+
+    def at_chance(self, result: SetResult, info) -> str | None:
+        """Why `result` is no better than guessing (e.g. "top-1 accuracy 0.11, chance 0.10"), else None."""
+        return None
 
     # --- what it can run ------------------------------------------------------------------------
     def check_recipe(self, recipe) -> None:

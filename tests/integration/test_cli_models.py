@@ -120,7 +120,7 @@ def test_merged_outputs_equal_base_plus_adapter_outputs(class_run, trained_model
     with_adapter = load_adapter_into(load_model(checkpoint, info), class_run / "adapter").eval()
     merged = torchvision.models.get_model("resnet18", num_classes=10).eval()
     merged.load_state_dict(merge_adapter(checkpoint, info, class_run / "adapter"))
-    inputs = image_sets["test"].inputs[:64]
+    inputs, _ = image_sets["test"].batch(torch.arange(64))
     with torch.no_grad():
         assert torch.allclose(merged(inputs), with_adapter(inputs), atol=1e-5, rtol=1e-5)
         assert not torch.allclose(merged(inputs), load_model(checkpoint, info).eval()(inputs), atol=1e-3)

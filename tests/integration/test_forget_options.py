@@ -107,3 +107,66 @@ def test_bf16_passes_forget_a_class_like_float32(cli, trained_model, digits, tmp
     assert report["recipe"]["precision"] == "bf16"
     assert after["forget_acc"]["value"] == 0.0
     assert after["test_acc"]["value"] >= before["test_acc"]["value"] - 0.02
+
+
+def test_a_model_at_chance_is_refused_before_unlearning(cli, digits, tmp_path):
+    """An untrained network (what a wrong checkpoint or wrong preprocessing looks like) has nothing to forget: an
+    error naming the cause, no output; evaluate says so as a warning; the key lets a benchmark run anyway."""
+    import torchvision
+
+    from orthograd_cli.models.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    model = tmp_path / "untrained.safetensors"
+    save_checkpoint(torchvision.models.resnet18(num_classes=10).state_dict(), model,
+                    {"orthograd.arch": "resnet18", "orthograd.num_classes": "10"})
+    args = ["forget", model, "--forget", digits / "sample/forget.csv", "--retain", digits / "sample/retain.csv",
+            "--test", digits / "test.csv", "--set", "method.max_steps=1", "--out", tmp_path / "run", "--quiet"]
+    refused = cli(*args)
+    assert refused.code == 3 and "at chance" in refused.err and "preprocessing" in refused.err
+    assert refused.err.count("\n") == 1 and not (tmp_path / "run").exists()
+    evaluated = cli("evaluate", model, "--test", digits / "test.csv", "--quiet", "--json")
+    assert evaluated.code == 0 and "at chance on the test set" in evaluated.err
+    assert any("at chance" in warning for warning in json.loads(evaluated.out)["warnings"])
+    forced = cli(*args, "--set", "eval.require_better_than_chance=false", "--json")
+    assert forced.code == 0, forced.err
+
+
+def test_zero_steps_is_a_warning_not_a_quiet_success(cli, trained_model, digits, tmp_path):
+    report = short_forget(cli, trained_model, digits, tmp_path / "run", "method.stop.target_forget_acc=1.0")
+    assert report["steps"] == 0
+    assert any("nothing was unlearned" in w for w in report["warnings"])
+    assert any("nothing was unlearned" in note for note in report["notes"])
+    result = cli("forget", trained_model, "--forget", digits / "sample/forget.csv", "--retain",
+                 digits / "sample/retain.csv", "--set", "method.stop.target_forget_acc=1.0", "--out", tmp_path / "r2",
+                 "--quiet")
+    assert result.code == 0 and "warning: nothing was unlearned" in result.err
+
+
+def test_lora_skips_grouped_convolutions_and_merges_a_mobilenet():
+    """Depthwise convolutions (MobileNet) take no LoRA that peft can merge: the defaults leave them out, the
+    adapter merges into the base exactly as the LoRA forward computes, and naming one is a recipe error."""
+    import torchvision
+
+    from orthograd_cli.errors import RecipeError
+    from orthograd_cli.models.lora import wrap_with_lora
+    from orthograd_cli.models.sources.torchvision import SOURCE
+
+    torch.manual_seed(0)
+    model = torchvision.models.mobilenet_v3_small(num_classes=10).eval()
+    modules = dict(model.named_modules())
+    targets = SOURCE.default_lora_targets(model)
+    assert targets and all(getattr(modules[t], "groups", 1) == 1 for t in targets)
+    assert any(getattr(m, "groups", 1) > 1 for m in modules.values())
+    grouped = next(name for name, m in modules.items() if getattr(m, "groups", 1) > 1)
+    with pytest.raises(RecipeError, match="grouped convolution"):
+        wrap_with_lora(torchvision.models.mobilenet_v3_small(num_classes=10), 8, 16, [grouped])
+    wrapped = wrap_with_lora(model, 8, 16, targets).eval()
+    with torch.no_grad():
+        for name, p in wrapped.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.05)
+        images = torch.randn(2, 3, 64, 64)
+        adapted = wrapped(images)
+        merged = wrapped.merge_and_unload()(images)
+    assert float((adapted - merged).abs().max()) <= 1e-4 * float(adapted.abs().max())

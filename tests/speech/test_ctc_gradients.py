@@ -42,8 +42,8 @@ def loop_reference(model, params, utterances, dtype):
     """One backward per utterance on its own unpadded waveform: no batching at all."""
     rows = []
     for i in range(len(utterances)):
-        wave = utterances.waveforms[i].to(dtype)[None]
-        tokens = utterances.targets[i][None]
+        wave, tokens = utterances.item(i)
+        wave, tokens = wave.to(dtype)[None], tokens[None]
         outputs = model(wave, torch.tensor([wave.shape[1]]))
         loss = asr.mean_loss(outputs, (tokens, torch.tensor([tokens.shape[1]])))
         rows.append(torch.autograd.grad(loss, list(params.values())))
@@ -114,7 +114,8 @@ def test_model_is_padding_invariant(utterances):
     with torch.no_grad():
         batched, lengths = model(*inputs)
         for i in range(len(utterances)):
-            alone, alone_length = model(utterances.waveforms[i][None], torch.tensor([len(utterances.waveforms[i])]))
+            wave, _ = utterances.item(i)
+            alone, alone_length = model(wave[None], torch.tensor([len(wave)]))
             assert int(alone_length) == int(lengths[i])
             assert torch.allclose(batched[i, :lengths[i]], alone[0], atol=1e-4)
 

@@ -24,8 +24,7 @@ def mid_unlearning(trained_model, recipe, image_sets):
     forget, retain = image_sets["forget"], image_sets["retain"]
     for step in range(3):
         fi, ri = torch.arange(step * 8, step * 8 + 32), torch.arange(64)
-        direction = orthograd_direction(model, params, (forget.inputs[fi], forget.labels[fi]),
-                                        (retain.inputs[ri], retain.labels[ri]), recipe.method, mean_loss)
+        direction = orthograd_direction(model, params, forget.batch(fi), retain.batch(ri), recipe.method, mean_loss)
         apply_update(params, direction.update, 0.05, None)
     return model, params
 
@@ -39,8 +38,8 @@ def real_grads(mid_unlearning, image_sets):
 
     def at(k: int):
         if k not in computed:
-            g_u, _ = batch_grad(model, params, forget.inputs[:32], forget.labels[:32], mean_loss)
-            rows, _ = per_sample_grads(model, params, retain.inputs[:k], retain.labels[:k], mean_loss, "vmap")
+            g_u, _ = batch_grad(model, params, *forget.batch(torch.arange(32)), mean_loss)
+            rows, _ = per_sample_grads(model, params, *retain.batch(torch.arange(k)), mean_loss, "vmap")
             computed[k] = g_u, rows
         return computed[k]
 
@@ -161,7 +160,8 @@ def test_per_sample_grads_equal_the_loop_reference(mid_unlearning, image_sets, d
     try:
         params = trainable_parameters(model)
         retain = image_sets["retain"]
-        inputs, labels = retain.inputs[:16].to(dtype), retain.labels[:16]
+        inputs, labels = retain.batch(torch.arange(16))
+        inputs = inputs.to(dtype)
         fast, fast_losses = per_sample_grads(model, params, inputs, labels, mean_loss, backend, chunk_size=5)
         slow, slow_losses = per_sample_grads(model, params, inputs, labels, mean_loss, "loop")
         assert whole_gradient_error(fast, slow) <= tolerance
@@ -186,8 +186,9 @@ def test_projected_ascent_step_leaves_retain_losses_unchanged_to_first_order(mid
     model = copy.deepcopy(mid_unlearning[0]).double()
     params = trainable_parameters(model)
     forget, retain = image_sets["forget"], image_sets["retain"]
-    forget_batch = (forget.inputs[:32].double(), forget.labels[:32])
-    retain_batch = (retain.inputs[:64].double(), retain.labels[:64])
+    forget_inputs, forget_labels = forget.batch(torch.arange(32))
+    retain_inputs, retain_labels = retain.batch(torch.arange(64))
+    forget_batch, retain_batch = (forget_inputs.double(), forget_labels), (retain_inputs.double(), retain_labels)
     start = {n: p.detach().clone() for n, p in params.items()}
 
     def retain_losses():
@@ -222,7 +223,7 @@ def test_auto_backend_uses_vmap_where_hooks_do_not_apply(trained_model, recipe, 
     params = {n: p for n, p in model.named_parameters() if n.startswith(("layer4.1", "fc"))}
     assert not hooks.supports(model, params)
     retain = image_sets["retain"]
-    inputs, labels = retain.inputs[:4], retain.labels[:4]
+    inputs, labels = retain.batch(torch.arange(4))
     auto, _ = per_sample_grads(model, params, inputs, labels, mean_loss, "auto")
     slow, _ = per_sample_grads(model, params, inputs, labels, mean_loss, "loop")
     for name in params:

@@ -1,8 +1,8 @@
-"""Model sources: the libraries that build a checkpoint's architecture (torchvision, torchaudio).
+"""Model sources: the libraries that build a checkpoint's architecture (torchvision, torchaudio,
+Hugging Face transformers for model folders).
 
 Each source is one file with a `SOURCE` object (see base.py) and one entry below; the first source
-that recognises an architecture name builds it. A third source (Hugging Face model folders) slots
-in the same way.
+that recognises an architecture name builds it.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from importlib import import_module
 from orthograd_cli.models.sources.base import ModelSource
 
 # tried in this order; imported on first use
-SOURCES = ("orthograd_cli.models.sources.torchaudio", "orthograd_cli.models.sources.torchvision")
+SOURCES = ("orthograd_cli.models.sources.transformers", "orthograd_cli.models.sources.torchaudio",
+           "orthograd_cli.models.sources.torchvision")
 
 
 def all_sources() -> list[ModelSource]:

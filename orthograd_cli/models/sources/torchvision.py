@@ -32,7 +32,8 @@ class TorchvisionSource(ModelSource):
 
     def default_lora_targets(self, model) -> list[str]:
         """Every Conv2d and Linear outside nn.MultiheadAttention: on a ResNet every convolution and the
-        final linear layer, on a ViT its MLP linears and the head.
+        final linear layer, on a ViT its MLP linears and the head. Grouped (depthwise) convolutions are
+        left out: peft cannot merge LoRA into them.
 
         peft's LoRA inside MultiheadAttention mutates `.data` and breaks under vmap, and LoRA on its
         `out_proj` is silently ignored, so attention stays frozen.
@@ -46,7 +47,8 @@ class TorchvisionSource(ModelSource):
         }
         return [
             name for name, module in model.named_modules()
-            if isinstance(module, (nn.Conv2d, nn.Linear)) and name not in inside_attention
+            if isinstance(module, (nn.Conv2d, nn.Linear)) and getattr(module, "groups", 1) == 1
+            and name not in inside_attention
             and not any(name.startswith(prefix + ".") or name == prefix for prefix in inside_attention)
         ]
 

@@ -26,10 +26,10 @@ class AsrTask(Task):
     unsupported_backends = {"vmap": ("F.ctc_loss has no vmap rule", "use hooks (exact for LoRA) or loop")}
 
     def parse_row(self, values, where, info):
-        text = " ".join(values["transcript"].lower().split())
+        vocab = info.vocab if info is not None else None
+        text = in_vocabulary_case(" ".join(values["transcript"].split()), vocab)
         if not text:
             raise ManifestError(f"{where}: empty transcript", "every recording needs its transcript")
-        vocab = info.vocab if info is not None else None
         if vocab is not None:
             unknown = sorted({c for c in text if c not in vocab})
             if unknown:
@@ -38,10 +38,11 @@ class AsrTask(Task):
                                     "spell them out or remove the row")
         return text, values["speaker"]
 
-    def load_set(self, name, manifest, recipe, info):
+    def load_set(self, name, manifest, recipe, info, cache=None):
         from orthograd_cli.tasks.asr.data import load_audio_set
 
-        return load_audio_set(name, manifest, info.vocab, info.sample_rate)
+        return load_audio_set(name, manifest, info.vocab, info.sample_rate, recipe.data.num_workers, cache,
+                              recipe.data.audio_normalize)
 
     def complete_info(self, checkpoint, arch, spec, config):
         from orthograd_cli.models.registry import ModelInfo
@@ -55,6 +56,14 @@ class AsrTask(Task):
         rate = spec.sample_rate or int(checkpoint.meta("sample_rate") or 16_000)
         return ModelInfo(arch=arch, num_classes=len(vocab), task=self.name, config=config, vocab=list(vocab),
                          sample_rate=rate)
+
+    chance_hint = ("check the preprocessing the checkpoint was trained with (data.audio_normalize, the sample "
+                   "rate), the vocabulary and its order (model.vocab, blank first) and that this is the trained "
+                   "checkpoint")
+
+    def at_chance(self, result, info):
+        wer = result.extra["wer"]
+        return f"(WER {wer:.3f}: hardly a word right)" if wer >= 0.95 else None
 
     def shape_hint(self, info):
         return "set model.vocab to the checkpoint's tokens"
@@ -74,9 +83,18 @@ class AsrTask(Task):
         return self.per_sample_losses(outputs, targets).mean()
 
     def score(self, model, audio_set, batch_size, device):
+        from orthograd_cli.tasks.asr.data import transcripts
+
         hypotheses, losses = transcribe(model, audio_set, batch_size, device)
-        wer = word_error_rate(audio_set.transcripts, hypotheses)
+        wer = word_error_rate(transcripts(audio_set), hypotheses)
         return SetResult(n=len(audio_set), accuracy=word_accuracy(wer), losses=losses, extra={"wer": wer})
+
+
+def in_vocabulary_case(text: str, vocab: list[str] | None) -> str:
+    """Transcripts in the case the model spells: upper case for a vocabulary of capitals only (many Hugging
+    Face CTC models), else lower case."""
+    letters = [token for token in vocab or () if len(token) == 1 and token.isalpha()]
+    return text.upper() if letters and all(token.isupper() for token in letters) else text.lower()
 
 
 def greedy_decode(logits, frame_lengths, vocab: list[str]) -> list[str]:
@@ -109,11 +127,9 @@ def transcribe(model, audio_set, batch_size: int, device: str):
     model.eval()
     texts, losses = [], []
     with torch.inference_mode():
-        for start in range(0, len(audio_set), batch_size):
-            index = torch.arange(start, min(start + batch_size, len(audio_set)))
-            inputs, targets = audio_set.batch(index, device)
+        for inputs, targets in audio_set.batches(batch_size, device):
             logits, frame_lengths = model(*inputs)
-            texts += greedy_decode(logits, frame_lengths, audio_set.vocab)
+            texts += greedy_decode(logits, frame_lengths, audio_set.decoder.vocab)
             losses.append(TASK.per_sample_losses((logits.float(), frame_lengths), targets).cpu())
     model.train(was_training)
     return texts, torch.cat(losses) if losses else torch.empty(0)

@@ -1,62 +1,42 @@
-"""Decode the recordings a manifest lists, once, into waveforms and CTC targets.
+"""Recordings a manifest lists, decoded into waveforms and CTC targets when a batch needs them
+(data/streaming.py).
 
-Audio is read with soundfile (WAV, FLAC, OGG; no FFmpeg needed), mixed down to mono and resampled
-to the model's rate with torchaudio. Batches are padded to their longest utterance and carry the
-true lengths, which the model and the CTC loss use.
+Audio is read with soundfile (WAV, FLAC, OGG; no FFmpeg needed), mixed down to mono and resampled to
+the model's rate with torchaudio, in the worker processes. Batches are padded to their longest
+utterance and carry the true lengths, which the model and the CTC loss use.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from orthograd_cli.data.manifest import Manifest
+from orthograd_cli.data.streaming import SampleCache, StreamedSet
 from orthograd_cli.errors import ManifestError
 
 
-@dataclass
-class AudioSet:
-    """Waveforms and token targets, in manifest order."""
+class AudioDecoder:
+    """One manifest row → (waveform, token ids); plain values only, so worker processes can take it."""
 
-    name: str
-    manifest: Manifest
-    waveforms: list  # 1-D float32 tensors at the model's rate
-    targets: list  # 1-D int64 token tensors
-    vocab: list[str]
+    def __init__(self, vocab: list[str], sample_rate: int, normalize: str = "none"):
+        self.vocab, self.sample_rate, self.normalize = list(vocab), sample_rate, normalize
+        self.index = {token: i for i, token in enumerate(vocab)}
 
-    def __len__(self) -> int:
-        return len(self.waveforms)
+    def decode(self, sample):
+        import torch
 
-    @property
-    def transcripts(self) -> list[str]:
-        return [s.target for s in self.manifest.samples]
+        wave = read_audio(sample, self.sample_rate)
+        if self.normalize == "utterance":
+            wave = normalize_utterance(wave)
+        return wave, torch.tensor([self.index[c] for c in sample.target], dtype=torch.long)
 
-    def subset(self, index) -> "AudioSet":
-        picked = index.tolist()
-        manifest = Manifest(path=self.manifest.path, samples=[self.manifest.samples[i] for i in picked],
-                            sha256=self.manifest.sha256)
-        return AudioSet(self.name, manifest, [self.waveforms[i] for i in picked], [self.targets[i] for i in picked],
-                        self.vocab)
-
-    def batch(self, index, device: str = "cpu"):
-        """((waveforms (B, T), lengths), (tokens (B, L), token_lengths)), zero-padded, on `device`."""
+    def collate(self, items):
+        """((waveforms (B, T), lengths), (tokens (B, L), token_lengths)), zero-padded."""
         import torch
         from torch.nn.utils.rnn import pad_sequence
 
-        picked = index.tolist()
-        waves = [self.waveforms[i] for i in picked]
-        tokens = [self.targets[i] for i in picked]
-        inputs = (pad_sequence(waves, batch_first=True).to(device),
-                  torch.tensor([len(w) for w in waves], device=device))
-        targets = (pad_sequence(tokens, batch_first=True).to(device),
-                   torch.tensor([len(t) for t in tokens], device=device))
-        return inputs, targets
-
-
-def encode(text: str, vocab: list[str]):
-    import torch
-
-    index = {token: i for i, token in enumerate(vocab)}
-    return torch.tensor([index[c] for c in text], dtype=torch.long)
+        waves = [wave for wave, _ in items]
+        tokens = [token for _, token in items]
+        return ((pad_sequence(waves, batch_first=True), torch.tensor([len(w) for w in waves])),
+                (pad_sequence(tokens, batch_first=True), torch.tensor([len(t) for t in tokens])))
 
 
 def read_audio(sample, sample_rate: int):
@@ -79,12 +59,19 @@ def read_audio(sample, sample_rate: int):
     return wave.contiguous()
 
 
-def load_audio_set(name: str, manifest: Manifest, vocab: list[str], sample_rate: int) -> AudioSet:
-    waveforms, targets = [], []
-    for sample in manifest.samples:
-        try:
-            waveforms.append(read_audio(sample, sample_rate))
-        except ManifestError as err:
-            raise ManifestError(f"{manifest.path} {err}", err.hint) from None
-        targets.append(encode(sample.target, vocab))
-    return AudioSet(name=name, manifest=manifest, waveforms=waveforms, targets=targets, vocab=vocab)
+def normalize_utterance(wave):
+    """Zero mean, unit variance over the utterance, as Hugging Face's Wav2Vec2FeatureExtractor (do_normalize)
+    computes it: (x − mean) / sqrt(var + 1e-7), population variance. Padding added later stays 0."""
+    import torch
+
+    return (wave - wave.mean()) / torch.sqrt(wave.var(unbiased=False) + 1e-7)
+
+
+def load_audio_set(name: str, manifest: Manifest, vocab: list[str], sample_rate: int, num_workers: int = 0,
+                   cache: SampleCache | None = None, normalize: str = "none") -> StreamedSet:
+    """The manifest's recordings as a streamed set (nothing is decoded yet)."""
+    return StreamedSet(name, manifest, AudioDecoder(vocab, sample_rate, normalize), cache, num_workers)
+
+
+def transcripts(audio_set) -> list[str]:
+    return [sample.target for sample in audio_set.manifest.samples]

@@ -36,10 +36,10 @@ class ClassificationTask(Task):
             raise ManifestError(f"{where}: label {index} is out of range", f"labels are 0..{num_classes - 1}")
         return index, ""
 
-    def load_set(self, name, manifest, recipe, info):
+    def load_set(self, name, manifest, recipe, info, cache=None):
         from orthograd_cli.tasks.classification.data import load_image_set
 
-        return load_image_set(name, manifest, recipe.data)
+        return load_image_set(name, manifest, recipe.data, cache)
 
     def complete_info(self, checkpoint, arch, spec, config):
         from orthograd_cli.models.registry import ModelInfo, classifier_weight_key
@@ -57,6 +57,16 @@ class ClassificationTask(Task):
             raise CheckpointError(f"{checkpoint.path}: {len(labels)} labels given for {num_classes} classes",
                                   "model.labels needs one name per class")
         return ModelInfo(arch=arch, num_classes=num_classes, labels=labels, task=self.name, config=config)
+
+    chance_hint = ("check the preprocessing the checkpoint was trained with (data.image_size, data.resize, "
+                   "data.mean/std, data.channels), the class order (model.labels) and that this is the trained "
+                   "checkpoint")
+
+    def at_chance(self, result, info):
+        chance = 1 / info.num_classes
+        if result.accuracy <= chance + 0.05:
+            return f"(top-1 accuracy {result.accuracy:.3f}, chance {chance:.3f} for {info.num_classes} classes)"
+        return None
 
     def class_of(self, sample):
         return sample.target
@@ -96,8 +106,7 @@ def predict(model, image_set, batch_size: int = 256, device: str = "cpu"):
     model.eval()
     outputs, labels = [], []
     with torch.inference_mode():
-        for start in range(0, len(image_set), batch_size):
-            inputs, batch_labels = image_set.batch(torch.arange(start, min(start + batch_size, len(image_set))), device)
+        for inputs, batch_labels in image_set.batches(batch_size, device):
             outputs.append(model(inputs).float().cpu())
             labels.append(batch_labels.cpu())
     model.train(was_training)

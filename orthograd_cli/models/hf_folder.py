@@ -1,0 +1,201 @@
+"""Hugging Face model folders: `config.json`, the weights (`model.safetensors` or a sharded index) and
+the processor files, read into the same Checkpoint as a plain state dict.
+
+What the rest of the tool needs from a folder is written into the checkpoint's `orthograd.*`
+metadata, derived from its files (metadata already there, e.g. from an earlier orthograd run, wins):
+the architecture (`hf:<config.architectures[0]>`), the task, the classes (`id2label`) or the CTC
+vocabulary (`vocab.json`, the word delimiter as a space, blank = pad token = id 0), the sampling rate,
+and the preprocessing the processor applies (`orthograd.data`: image size, resize, mean/std, or the
+per-utterance waveform normalisation), which recipes may still override key by key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+from orthograd_cli.errors import CheckpointError
+from orthograd_cli.models.checkpoint import META_PREFIX, Checkpoint, file_sha256, read_safetensors
+
+CONFIG = "config.json"
+SINGLE_FILE = "model.safetensors"
+SHARD_INDEX = "model.safetensors.index.json"
+PICKLED_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json")
+# Files beside the weights that from_pretrained and the processors read; copied into outputs unchanged.
+COMPANION_SUFFIXES = (".json", ".txt", ".model", ".jinja")
+NOT_COMPANIONS = {SHARD_INDEX, "report.json", "pytorch_model.bin.index.json"}
+
+CTC_ARCHITECTURES = ("Wav2Vec2ForCTC", "HubertForCTC")
+IMAGE_CLASSIFIER_SUFFIX = "ForImageClassification"
+
+
+def kind_of(architecture: str) -> str | None:
+    """The family a model class belongs to ("ctc" or "image_classifier"), which says its task (KIND_TASKS),
+    what its folder must hold and how it is called."""
+    if architecture in CTC_ARCHITECTURES:
+        return "ctc"
+    if architecture.endswith(IMAGE_CLASSIFIER_SUFFIX):
+        return "image_classifier"
+    return None
+
+
+def task_of(architecture: str) -> str | None:
+    return KIND_TASKS.get(kind_of(architecture))
+
+
+def read_json(path: Path) -> dict:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path}: not readable JSON ({type(exc).__name__})",
+                              "restore the file from the model's original folder") from None
+    if not isinstance(value, dict):
+        raise CheckpointError(f"{path}: expected a JSON object")
+    return value
+
+
+def weight_files(folder: Path) -> list[Path]:
+    """The safetensors files holding the weights, single file or shards; pickled weights are refused."""
+    if (folder / SINGLE_FILE).is_file():
+        return [folder / SINGLE_FILE]
+    if (folder / SHARD_INDEX).is_file():
+        weight_map = read_json(folder / SHARD_INDEX).get("weight_map")
+        if not isinstance(weight_map, dict) or not weight_map:
+            raise CheckpointError(f"{folder / SHARD_INDEX}: no 'weight_map'", "re-save the model with save_pretrained")
+        shards = sorted(set(weight_map.values()))
+        missing = [name for name in shards if not (folder / name).is_file()]
+        if missing:
+            raise CheckpointError(f"{folder}: shard '{missing[0]}' listed in {SHARD_INDEX} is missing",
+                                  "copy every shard of the model into the folder")
+        return [folder / name for name in shards]
+    if any((folder / name).is_file() for name in PICKLED_WEIGHTS):
+        raise CheckpointError(f"{folder}: the weights are pickled (pytorch_model.bin); orthograd never unpickles files",
+                              "convert once, safely: Model.from_pretrained(folder, use_safetensors=False)"
+                              ".save_pretrained(folder, safe_serialization=True) in an environment you trust")
+    raise CheckpointError(f"{folder}: a model folder needs {SINGLE_FILE} or {SHARD_INDEX}",
+                          "save the model with save_pretrained(folder)")
+
+
+def read_hf_folder(folder: Path) -> Checkpoint:
+    if not (folder / CONFIG).is_file():
+        raise CheckpointError(f"{folder}: a folder, but not a Hugging Face model folder (no {CONFIG})",
+                              "pass a .safetensors file, or a folder written by save_pretrained")
+    config = read_json(folder / CONFIG)
+    files = weight_files(folder)
+    state_dict, metadata = {}, {}
+    for path in files:
+        tensors, file_metadata = read_safetensors(path)
+        state_dict.update(tensors)
+        metadata = metadata or file_metadata
+    metadata.setdefault("format", "pt")  # from_pretrained refuses safetensors files without it
+    for key, value in derived_metadata(folder, config).items():
+        metadata.setdefault(key, value)
+    digest = file_sha256(files[0]) if len(files) == 1 else \
+        hashlib.sha256("".join(file_sha256(path) for path in files).encode()).hexdigest()
+    return Checkpoint(path=folder, state_dict=state_dict, metadata=metadata, sha256=digest, is_folder=True,
+                      config=config)
+
+
+def derived_metadata(folder: Path, config: dict) -> dict[str, str]:
+    architectures = config.get("architectures") or []
+    if not architectures:
+        raise CheckpointError(f"{folder / CONFIG}: no 'architectures' entry, so the model class is unknown",
+                              'add e.g. "architectures": ["Wav2Vec2ForCTC"] to config.json')
+    architecture = architectures[0]
+    kind = kind_of(architecture)
+    if kind is None:
+        raise CheckpointError(f"{folder}: '{architecture}' is not supported (Whisper is not yet)",
+                              f"supported: {', '.join(CTC_ARCHITECTURES)} and *{IMAGE_CLASSIFIER_SUFFIX} models")
+    processor = read_json(folder / "preprocessor_config.json") if (folder / "preprocessor_config.json").is_file() \
+        else None
+    meta = {"arch": f"hf:{architecture}", "task": KIND_TASKS[kind], **KIND_METADATA[kind](folder, config, processor)}
+    return {META_PREFIX + key: value for key, value in meta.items()}
+
+
+def ctc_metadata(folder: Path, config: dict, processor: dict | None) -> dict[str, str]:
+    if processor is None:
+        raise CheckpointError(f"{folder}: no preprocessor_config.json, so the sampling rate and the waveform "
+                              "normalisation are unknown", "save the model's processor into the folder "
+                              "(processor.save_pretrained(folder))")
+    return {"vocab": json.dumps(ctc_vocabulary(folder, config)),
+            "sample_rate": str(int(processor.get("sampling_rate", 16_000))),
+            "data": json.dumps({"audio_normalize": "utterance" if processor.get("do_normalize", True) else "none"})}
+
+
+def image_classifier_metadata(folder: Path, config: dict, processor: dict | None) -> dict[str, str]:
+    meta = {"num_classes": str(int(config.get("num_labels") or len(config.get("id2label") or {}) or 2))}
+    labels = [str(config["id2label"][key]) for key in sorted(config.get("id2label") or {}, key=int)]
+    if labels and labels != [f"LABEL_{i}" for i in range(len(labels))]:
+        meta["labels"] = json.dumps(labels)
+    meta["data"] = json.dumps(image_preprocessing(folder, processor, config))
+    return meta
+
+
+def ctc_vocabulary(folder: Path, config: dict) -> list[str]:
+    """The CTC tokens by id, the tokenizer's word delimiter written as a space; the blank (pad) must be id 0."""
+    if not (folder / "vocab.json").is_file():
+        raise CheckpointError(f"{folder}: a CTC model folder needs its tokenizer's vocab.json",
+                              "save the processor or tokenizer into the folder (save_pretrained(folder))")
+    vocab = read_json(folder / "vocab.json")
+    tokenizer = read_json(folder / "tokenizer_config.json") if (folder / "tokenizer_config.json").is_file() else {}
+    delimiter = tokenizer.get("word_delimiter_token", "|")
+    by_id = sorted(vocab.items(), key=lambda item: item[1])
+    if [i for _, i in by_id] != list(range(len(by_id))):
+        raise CheckpointError(f"{folder / 'vocab.json'}: token ids are not 0..{len(by_id) - 1}")
+    if int(config.get("pad_token_id") or 0) != 0:
+        raise CheckpointError(f"{folder}: the CTC blank (pad_token_id {config.get('pad_token_id')}) is not token 0",
+                              "orthograd's CTC decoding takes token 0 as the blank")
+    return [" " if token == delimiter else token for token, _ in by_id]
+
+
+def image_preprocessing(folder: Path, processor: dict | None, config: dict) -> dict:
+    """The recipe `data` keys that reproduce the image processor: squash to a fixed size, or resize the
+    shorter side and centre-crop; its mean and std."""
+    if processor is None:
+        raise CheckpointError(f"{folder}: no preprocessor_config.json, so the image size and normalisation are "
+                              "unknown", "save the image processor into the folder, or set data.* in the recipe")
+    if processor.get("do_rescale") is False:
+        raise CheckpointError(f"{folder / 'preprocessor_config.json'}: do_rescale is false (pixels in 0..255), "
+                              "which orthograd does not reproduce", "use a model trained on pixels scaled to 0..1")
+    data: dict = {"channels": int(config.get("num_channels", 3))}
+    size = processor.get("size") or {}
+    if isinstance(size, int):
+        size = {"shortest_edge": size}
+    if "height" in size and "width" in size:
+        if size["height"] != size["width"]:
+            raise CheckpointError(f"{folder / 'preprocessor_config.json'}: non-square size {size}",
+                                  "orthograd feeds square images; set data.image_size in the recipe")
+        data.update(resize="squash", image_size=int(size["height"]))
+    elif "shortest_edge" in size:
+        edge = int(size["shortest_edge"])
+        if "crop_pct" in processor:  # ConvNeXt: resize to edge / crop_pct, crop edge
+            data.update(resize="shorter_side_crop", resize_size=int(edge / processor["crop_pct"]), image_size=edge)
+        else:
+            crop = processor.get("crop_size") or {"height": edge}
+            crop = crop if isinstance(crop, dict) else {"height": crop}
+            data.update(resize="shorter_side_crop", resize_size=edge, image_size=int(crop["height"]))
+    else:
+        raise CheckpointError(f"{folder / 'preprocessor_config.json'}: image size {size!r} is not understood",
+                              "set data.image_size (and data.resize) in the recipe")
+    if processor.get("do_normalize", True):
+        data.update(mean=list(processor.get("image_mean", [0.5] * 3)), std=list(processor.get("image_std", [0.5] * 3)))
+    else:
+        data.update(mean=[0.0], std=[1.0])
+    return data
+
+
+KIND_TASKS = {"ctc": "asr", "image_classifier": "classification"}
+KIND_METADATA = {"ctc": ctc_metadata, "image_classifier": image_classifier_metadata}
+
+
+def companion_files(folder: Path) -> list[Path]:
+    """The folder's config, processor and tokenizer files (everything from_pretrained reads but the weights)."""
+    return sorted(path for path in folder.iterdir() if path.is_file() and path.suffix in COMPANION_SUFFIXES
+                  and path.name not in NOT_COMPANIONS)
+
+
+def copy_companions(source: Path, target: Path) -> None:
+    for path in companion_files(source):
+        shutil.copyfile(path, target / path.name)

@@ -1,0 +1,112 @@
+"""Hugging Face `transformers` models from model folders (models/hf_folder.py): CTC speech recognisers
+(`Wav2Vec2ForCTC`, `HubertForCTC`) and image classifiers (`*ForImageClassification`: ViT, ResNet,
+ConvNeXt, …). Architecture names are `hf:<class>`; the config comes from the folder's config.json.
+
+The model class is subclassed once with a forward that speaks the tool's convention, so that hooks,
+vmap, losses and metrics see plain tensors and never a `ModelOutput`: a CTC model takes
+`(waveforms, lengths)` and returns `(logits, frame_lengths)`, passing the attention mask where the
+model takes one (layer-norm feature extractors; group-norm ones are trained without); an image
+classifier takes pixels and returns logits. Module and parameter names stay the class's own, so the
+state dict, LoRA targets and peft adapters match `from_pretrained` exactly.
+"""
+
+from __future__ import annotations
+
+from orthograd_cli.errors import CheckpointError
+from orthograd_cli.models.hf_folder import CTC_ARCHITECTURES, IMAGE_CLASSIFIER_SUFFIX, kind_of, task_of
+from orthograd_cli.models.sources.base import ModelSource
+
+PREFIX = "hf:"
+ATTENTION_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "out_proj")
+
+
+class TransformersSource(ModelSource):
+    name = "transformers"
+    tasks = ("classification", "asr")
+    reads_config_from_folder = True
+
+    def architectures(self) -> list[str]:
+        return [PREFIX + name for name in CTC_ARCHITECTURES] + [PREFIX + "ViTForImageClassification"]
+
+    def handles(self, arch: str) -> bool:
+        return arch.startswith(PREFIX)
+
+    def tasks_of(self, arch: str) -> tuple[str, ...]:
+        task = task_of(arch.removeprefix(PREFIX))
+        return (task,) if task else self.tasks
+
+    def build(self, info):
+        import transformers
+
+        name = info.arch.removeprefix(PREFIX)
+        model_class = getattr(transformers, name, None)
+        if model_class is None or task_of(name) is None:
+            raise CheckpointError(f"'{name}' is not a supported transformers model class",
+                                  f"supported: {', '.join(CTC_ARCHITECTURES)} and *{IMAGE_CLASSIFIER_SUFFIX}")
+        if not info.config or "model_type" not in info.config:
+            raise CheckpointError(f"'{info.arch}' needs its config.json", "pass the model folder, not a file")
+        config = transformers.AutoConfig.for_model(**info.config)
+        return plain_forward_class(model_class, kind_of(name))(config)
+
+    def checkpoint_keys(self, model, stored: set[str]) -> dict[str, str]:
+        """transformers 5 renames some weights between files and modules (ViT's `encoder.layer.0.attention.
+        attention.query` is `layers.0.attention.q_proj` in the module) and reverts that on save_pretrained. The
+        same revert, applied to the module's own tensors, names each one as files do; files already in the
+        module's names are taken as they are. Conversions that fuse or split tensors are refused."""
+        from transformers.core_model_loading import revert_weight_conversion
+
+        state = model.state_dict()
+        if set(state) == stored:
+            return {key: key for key in state}
+        module_key = {id(tensor): key for key, tensor in state.items()}
+        mapping = {}
+        for file_key, tensor in revert_weight_conversion(model, dict(state)).items():
+            if id(tensor) not in module_key:
+                raise CheckpointError(f"'{type(model).__name__}': transformers stores this model's weight "
+                                      f"'{file_key}' fused or split, which orthograd cannot map one to one",
+                                      "use a model whose checkpoint keys match its modules")
+            mapping[module_key[id(tensor)]] = file_key
+        return mapping
+
+    def default_lora_targets(self, model) -> list[str]:
+        """CTC models: the attention q/k/v/out projections (the convolutional feature extractor stays frozen).
+        Image classifiers: every Linear and ungrouped Conv2d, the head included."""
+        import torch.nn as nn
+
+        if kind_of(type(model).__name__) == "ctc":
+            return [name for name, module in model.named_modules()
+                    if isinstance(module, nn.Linear) and name.rpartition(".")[2] in ATTENTION_PROJECTIONS
+                    and ".attention." in f".{name}"]
+        return [name for name, module in model.named_modules()
+                if isinstance(module, (nn.Linear, nn.Conv2d)) and getattr(module, "groups", 1) == 1]
+
+
+_PLAIN_CLASSES: dict = {}
+
+
+def plain_forward_class(model_class, kind: str):
+    """`model_class` with the tool's forward (see the module docstring); made once per class, keeping its name
+    so that type(model).__name__ and the saved adapter's base class read as the original."""
+    if model_class in _PLAIN_CLASSES:
+        return _PLAIN_CLASSES[model_class]
+
+    if kind == "ctc":
+        def forward(self, waveforms, lengths):
+            import torch
+
+            mask = None
+            if getattr(self.config, "feat_extract_norm", "group") == "layer":
+                mask = (torch.arange(waveforms.shape[1], device=waveforms.device)[None] < lengths[:, None]).long()
+            logits = model_class.forward(self, input_values=waveforms, attention_mask=mask).logits
+            return logits, self._get_feat_extract_output_lengths(lengths)
+    else:
+        def forward(self, images):
+            return model_class.forward(self, pixel_values=images).logits
+
+    plain = type(model_class.__name__, (model_class,), {"forward": forward, "__module__": __name__,
+                                                        "__doc__": model_class.__doc__})
+    _PLAIN_CLASSES[model_class] = plain
+    return plain
+
+
+SOURCE = TransformersSource()

@@ -1,0 +1,93 @@
+"""Reading Hugging Face model folders: shards, what is derived from config and processor files, and clear
+errors for folders the tool cannot use (never unpickling)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from orthograd_cli.errors import CheckpointError
+from orthograd_cli.models.checkpoint import read_checkpoint
+from tests.hf_models import tiny_vit, tiny_wav2vec2
+
+
+@pytest.fixture(scope="module")
+def vit_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("hf") / "vit"
+    tiny_vit(folder)
+    return folder
+
+
+def test_a_sharded_folder_reads_like_a_single_file(vit_folder, tmp_path):
+    import transformers
+
+    sharded = tmp_path / "sharded"
+    transformers.ViTForImageClassification.from_pretrained(str(vit_folder)).save_pretrained(
+        str(sharded), max_shard_size="100KB")
+    shutil.copy(vit_folder / "preprocessor_config.json", sharded)
+    assert (sharded / "model.safetensors.index.json").is_file() and not (sharded / "model.safetensors").exists()
+    single, shards = read_checkpoint(vit_folder), read_checkpoint(sharded)
+    assert set(single.state_dict) == set(shards.state_dict)
+    assert all(torch.equal(single.state_dict[k], shards.state_dict[k]) for k in single.state_dict)
+    assert shards.sha256 != single.sha256 and len(shards.sha256) == 64
+
+
+def test_what_a_folder_says_becomes_metadata(vit_folder, tmp_path):
+    from orthograd_cli.data.speech import vocabulary
+
+    vit = read_checkpoint(vit_folder)
+    assert vit.meta("arch") == "hf:ViTForImageClassification" and vit.meta("num_classes") == "10"
+    assert vit.meta_json("data") == {"channels": 3, "resize": "squash", "image_size": 32, "mean": [0.4] * 3,
+                                     "std": [0.3] * 3}
+    tiny_wav2vec2(tmp_path / "w2v", vocabulary(), do_normalize=False)
+    speech = read_checkpoint(tmp_path / "w2v")
+    assert speech.meta("task") == "asr" and speech.meta_json("data") == {"audio_normalize": "none"}
+    assert speech.meta_json("vocab")[:3] == ["<pad>", " ", "E"]  # word delimiter as a space, blank first
+
+
+def test_a_recipe_key_beats_the_folder_and_the_folder_beats_the_default(vit_folder):
+    from orthograd_cli.recipe import Recipe, parse_recipe, with_checkpoint_preprocessing
+
+    recorded = read_checkpoint(vit_folder).meta_json("data")
+    assert with_checkpoint_preprocessing(Recipe(), recorded).data.mean == [0.4] * 3
+    given = parse_recipe({"data": {"mean": [0.1, 0.2, 0.3]}}, "test")
+    assert with_checkpoint_preprocessing(given, recorded).data.mean == [0.1, 0.2, 0.3]
+    assert with_checkpoint_preprocessing(given, recorded).data.std == [0.3] * 3
+
+
+@pytest.mark.parametrize("case, fragment", [
+    ("no-config", "no config.json"),
+    ("pickled-weights", "never unpickles"),
+    ("no-architectures", "no 'architectures'"),
+    ("unsupported", "is not supported"),
+    ("missing-shard", "is missing"),
+])
+def test_unusable_folders_are_clear_errors(vit_folder, tmp_path, case, fragment):
+    folder = tmp_path / case
+    shutil.copytree(vit_folder, folder)
+    config = json.loads((folder / "config.json").read_text())
+    if case == "no-config":
+        (folder / "config.json").unlink()
+    elif case == "pickled-weights":
+        (folder / "model.safetensors").rename(folder / "pytorch_model.bin")
+    elif case == "no-architectures":
+        (folder / "config.json").write_text(json.dumps({**config, "architectures": None}))
+    elif case == "unsupported":
+        (folder / "config.json").write_text(json.dumps({**config, "architectures": ["ViTForMaskedImageModeling"]}))
+    elif case == "missing-shard":
+        (folder / "model.safetensors").unlink()
+        (folder / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"a": "shard-1.safetensors"}}))
+    with pytest.raises(CheckpointError, match=fragment):
+        read_checkpoint(folder)
+
+
+def test_a_folder_does_the_task_of_its_class(tmp_path):
+    from orthograd_cli.data.speech import vocabulary
+    from orthograd_cli.models.registry import resolve_model_info
+
+    tiny_wav2vec2(tmp_path / "w2v", vocabulary())
+    with pytest.raises(CheckpointError, match="model for asr, but the task is 'classification'"):
+        resolve_model_info(read_checkpoint(tmp_path / "w2v"), task="classification")

@@ -347,8 +347,6 @@ def load_recipe(name_or_path: str | None, overrides: list[str] | None = None) ->
     return recipe, recipe_sha256(recipe)
 
 
-# keys that say how a run executes, not what it computes: the recipe's hash (in every checkpoint it writes)
-# leaves them out, so that streaming or caching the data cannot change a checkpoint's bytes
 # data keys that say how the checkpoint sees its inputs: recorded in outputs (orthograd.data) and read back from
 # checkpoints and model folders for every key the recipe leaves unset
 PREPROCESSING_KEYS = ("image_size", "resize", "resize_size", "channels", "mean", "std", "audio_normalize")
@@ -382,6 +380,8 @@ def preprocessing_metadata(data: DataSpec) -> dict[str, str]:
     return {"orthograd.data": json.dumps({key: getattr(data, key) for key in PREPROCESSING_KEYS}, sort_keys=True)}
 
 
+# keys that say how a run executes, not what it computes: the recipe's hash (in every checkpoint it writes)
+# leaves them out, so that streaming or caching the data cannot change a checkpoint's bytes
 EXECUTION_ONLY = (("data", "num_workers"), ("data", "cache_gb"), ("eval", "require_better_than_chance"))
 
 

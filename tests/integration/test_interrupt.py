@@ -14,14 +14,19 @@ LONG_RUN = ["--set", "method.max_steps=100000", "--set", "method.stop.target_for
             "--set", "method.stop.check_every=1000000"]
 
 
-def start(command: str, trained_model, digits, out, *extra):
-    """`orthograd COMMAND` on the digits in a subprocess that would go on for a long time, returned once its
-    unlearning has begun (its temporary output exists)."""
-    process = subprocess.Popen(
+def launch(command: str, trained_model, digits, out, *extra):
+    """`orthograd COMMAND` on the digits in a subprocess that would go on for a long time (later `--set`s in
+    `extra` override LONG_RUN's)."""
+    return subprocess.Popen(
         [sys.executable, "-m", "orthograd_cli", command, str(trained_model), "--forget",
          str(digits / "sample/forget.csv"), "--retain", str(digits / "sample/retain.csv"), "--test",
          str(digits / "test.csv"), *LONG_RUN, "--out", str(out), "--quiet", *map(str, extra)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def start(command: str, trained_model, digits, out, *extra):
+    """launch(), returned once its unlearning has begun (its temporary output exists)."""
+    process = launch(command, trained_model, digits, out, *extra)
     wait_for(lambda: list(out.parent.glob(f".{out.name}.tmp-*")), process)
     return process
 
@@ -89,12 +94,7 @@ def test_a_second_job_on_a_claimed_output_fails_at_once(cli, trained_model, digi
 @pytest.mark.slow
 def test_a_file_another_job_writes_into_the_claimed_folder_is_never_replaced(trained_model, digits, tmp_path):
     out = tmp_path / "run"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "orthograd_cli", "forget", str(trained_model), "--forget",
-         str(digits / "sample/forget.csv"), "--retain", str(digits / "sample/retain.csv"), "--test",
-         str(digits / "test.csv"), "--set", "method.max_steps=40", "--set", "method.stop.target_forget_acc=0",
-         "--set", "method.stop.check_every=1000", "--out", str(out), "--quiet"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = launch("forget", trained_model, digits, out, "--set", "method.max_steps=40")
     wait_for(out.is_dir, process)
     (out / "theirs.txt").write_text("another job's result")
     _, err = process.communicate(timeout=300)
@@ -107,11 +107,8 @@ def test_a_file_another_job_writes_into_the_claimed_folder_is_never_replaced(tra
 @pytest.mark.slow
 def test_compare_interrupted_after_a_run_leaves_nothing(trained_model, digits, tmp_path):
     out = tmp_path / "compare"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "orthograd_cli", "compare", str(trained_model), "--forget",
-         str(digits / "sample/forget.csv"), "--retain", str(digits / "sample/retain.csv"), "--test",
-         str(digits / "test.csv"), "--methods", "neggrad,orthograd", "--set", "method.max_steps=2", *LONG_RUN[2:],
-         "--out", str(out), "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = launch("compare", trained_model, digits, out, "--methods", "neggrad,orthograd", "--set",
+                     "method.max_steps=2")
     wait_for(lambda: list(tmp_path.glob(".compare.tmp-*/neggrad/seed0/report.json")), process)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=60)

@@ -25,7 +25,7 @@ demo-asr: install espeak
 	$(BIN)/orthograd demo asr
 
 test: install espeak
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25
 
 test-fast: install espeak
 	$(BIN)/python -m pytest -q -m 'not slow'

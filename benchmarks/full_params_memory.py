@@ -46,7 +46,7 @@ seconds = time.perf_counter() - start
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 d = sum(p.numel() for p in params.values())
 print(json.dumps({"peak_gib": peak / 2**20, "base_gib": base / 2**20, "kd4_gib": k * d * 4 / 2**30, "s": seconds,
-                  "d": d, "rank": direction.stats.retain_rank if direction.stats else "–"}))
+                  "d": d, "rank": int(direction.stats.retain_rank) if direction.stats else "–"}))
 """
 
 

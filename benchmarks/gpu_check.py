@@ -1,7 +1,7 @@
 """The device check for a lent GPU machine (runs on the CPU too, to test the script itself).
 
 1. Projection exactness: real LoRA gradients of the digits resnet18, computed and projected on the
-   device (per-sample hooks, gram and qr solvers, both scopes, k = 64 and 128). Each result is
+   device (per-sample hooks, cholesky, gram and qr solvers, both scopes, k = 64 and 128). Each result is
    checked against a float64 CPU reference (least squares) and for |<g⊥, g_i>| / (‖g⊥‖‖g_i‖).
 2. Step cost: benchmarks/step_cost.py on the same device (OrthoGrad / NegGrad+ and backends).
 Exit status 1 if any exactness check fails. Keep it within 5 minutes: bash benchmarks/gpu_check.sh
@@ -59,7 +59,7 @@ def main() -> int:
         flat_rows = torch.cat([rows[n].double().cpu().reshape(k, -1) for n in params], dim=1)
         for scope in ("per_tensor", "global"):
             reference = reference_projection(g_u, rows, scope)
-            for solver in ("gram", "qr"):
+            for solver in ("cholesky", "gram", "qr"):
                 projected, _ = project(g_u, rows, scope, solver=solver)
                 ours = torch.cat([projected[n].double().cpu().reshape(-1) for n in params])
                 error = float((ours - reference).norm() / reference.norm())

@@ -4,8 +4,9 @@ Same model (resnet18 at 32 px trained on the real digits, LoRA r=8 on every conv
 batches (32 forget images, k retain images), measured side by side in one run, median of repeats.
 NegGrad+ is the shipped `neggrad_plus` method (two ordinary backward passes) with the same
 normalised update. OrthoGrad runs per_tensor scope with the
-default per-sample backend (hooks) and projection solver (gram), and with vmap and QR for comparison;
-then global scope with hooks, and with the memory-light gram backend (no per-sample gradients stored).
+default per-sample backend (hooks) and projection solver (cholesky), with the eigendecomposition solver
+(gram), and with vmap and QR (the authors' algorithm); then global scope with hooks, and with the
+memory-light gram backend (no per-sample gradients stored).
 
 Run: python benchmarks/step_cost.py [--ks 16,64,128] [--repeats 5]
 """
@@ -78,11 +79,11 @@ def main(argv: list[str] | None = None) -> None:
     print(f"resnet18 32px, LoRA r={recipe.lora.r}: {sum(p.numel() for p in params.values()):,} trainable, "
           f"{where}, median of {args.repeats}")
     configs = {  # label -> (per-sample backend, projection solver, scope)
-        "default (hooks, gram)": ("auto", "gram", "per_tensor"),
-        "vmap, gram": ("vmap", "gram", "per_tensor"),
+        "default (hooks, chol.)": ("auto", "cholesky", "per_tensor"),
+        "hooks, gram (eigh)": ("auto", "gram", "per_tensor"),
         "vmap, qr": ("vmap", "qr", "per_tensor"),
-        "hooks, global": ("auto", "gram", "global"),
-        "gram backend, global": ("gram", "gram", "global"),
+        "hooks, global": ("auto", "cholesky", "global"),
+        "gram backend, global": ("gram", "cholesky", "global"),
     }
     print(f"{'k':>5} {'NegGrad+ s':>11} " + " ".join(f"{label:>22}" for label in configs))
     for k in [int(v) for v in args.ks.split(",")]:

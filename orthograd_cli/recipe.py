@@ -72,7 +72,9 @@ class ProjectionSpec(_Section):
     scope: Literal["per_tensor", "global"] = "per_tensor"
     retain_grads: Literal["per_sample", "mean", "none"] = "per_sample"
     rank_tol: float = Field(1e-6, ge=0, lt=1, description="drop retain directions under this share of the largest")
-    solver: Literal["gram", "qr"] = Field("gram", description="gram: k×k float64 solve; qr: reduced QR (same projection)")
+    solver: Literal["cholesky", "gram", "qr"] = Field(
+        "cholesky", description="cholesky: k×k float64 system by ridge Cholesky, never waits for the device; gram: "
+                                "the same system by eigendecomposition (exact rank cut); qr: reduced QR (same projection)")
 
 
 class PerSampleSpec(_Section):
@@ -80,6 +82,9 @@ class PerSampleSpec(_Section):
         "auto", description="auto: hooks (one batched backward) for Linear/Conv2d weights such as LoRA, else vmap; "
                             "gram: never stores the k per-sample gradients (global scope only; for full-parameter runs)")
     chunk_size: int | None = Field(None, ge=1, description="vmap chunk size, bounds memory")
+    memory_gb: float | None = Field(None, gt=0, description="gram backend: the most one layer's temporaries may take "
+                                                            "(unset: a quarter of the free device memory, never more "
+                                                            "than the hooks backend's k·d float32 rows)")
 
 
 class StopSpec(_Section):
@@ -199,6 +204,10 @@ class Recipe(_Section):
     precision: Literal["float32", "bf16"] = Field(
         "float32", description="bf16: unlearning forward/backward passes under autocast(bfloat16); gradients, "
                                "projection (float64) and update stay in float32 or higher. Evaluation runs in float32")
+    deterministic: bool = Field(
+        True, description="deterministic kernels (torch.use_deterministic_algorithms; on CUDA also "
+                          "CUBLAS_WORKSPACE_CONFIG), so that same-seed runs on the same device type write the same "
+                          "bytes; the report says whether every kernel was deterministic")
 
 
     @field_validator("task")

@@ -56,6 +56,8 @@ class Provenance(_Strict):
     device: str
     threads: int
     seed: int | None = None
+    deterministic: bool | None = Field(None, description="forget: every kernel of the run had a deterministic "
+                                                         "implementation (same seed, same device type: same bytes)")
     sha256: dict[str, str] = Field(description="sha256 of every input: checkpoints, recipe, manifests")
 
 
@@ -217,7 +219,8 @@ def dump(report: BaseModel) -> dict:
     return report.model_dump(mode="json")
 
 
-def provenance(device: str, seed: int | None = None, **hashes: str | None) -> Provenance:
+def provenance(device: str, seed: int | None = None, deterministic: bool | None = None,
+               **hashes: str | None) -> Provenance:
     import peft
     import torch
     import torchaudio
@@ -232,6 +235,7 @@ def provenance(device: str, seed: int | None = None, **hashes: str | None) -> Pr
         device=device,
         threads=torch.get_num_threads(),
         seed=seed,
+        deterministic=deterministic,
         sha256={name: value for name, value in hashes.items() if value},
     )
 

@@ -29,7 +29,7 @@ class ProgressBar(Observer):
     def start(self, max_steps: int) -> None:
         self.task = self.progress.add_task(self.description, total=max_steps, info="")
 
-    def step(self, step: int, direction, last_row: dict) -> None:
-        retain = "–" if direction.retain_loss is None else f"{direction.retain_loss:.3g}"
-        self.progress.update(self.task, advance=1, info=f"unlearn loss {direction.unlearn_loss:.3g}  "
-                                                        f"retain loss {retain}  forget acc {last_row['forget_acc']:.3f}")
+    def step(self, step: int, last_row: dict, latest: dict) -> None:
+        losses = "  ".join(f"{name} loss {latest[key]:.3g}" for name, key in (("unlearn", "unlearn_loss"),
+                                                                              ("retain", "retain_loss")) if key in latest)
+        self.progress.update(self.task, advance=1, info=f"{losses}  forget acc {last_row['forget_acc']:.3f}".lstrip())

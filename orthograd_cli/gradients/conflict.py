@@ -20,9 +20,10 @@ def in_conflict(dots_with_unlearn_grad):
     return dots_with_unlearn_grad > 0
 
 
-def conflict_share(dots_with_unlearn_grad) -> float:
-    """The share of retain samples in conflict, from their dot products (or cosines) with g_u."""
-    return float(in_conflict(dots_with_unlearn_grad).double().mean())
+def conflict_share(dots_with_unlearn_grad):
+    """The share of retain samples in conflict, from their dot products (or cosines) with g_u (a 0-dim
+    tensor, left on the device: float() it to read it)."""
+    return in_conflict(dots_with_unlearn_grad).double().mean()
 
 
 def cosines_with_each(unlearn_grad: dict, retain_rows: dict):

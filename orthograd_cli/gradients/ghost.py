@@ -12,7 +12,9 @@ gradients, so
 
 Where the ghost products cost more than the layer's own per-sample gradients (early conv layers,
 with many positions L and small weights), those are formed instead, used and freed, one layer at a
-time. Biases and BatchNorm
+time, when they fit the memory budget (`method.per_sample.memory_gb`; by default a quarter of the
+free device memory, and never more than the hooks backend's k·d float32 rows): a layer's plan is
+chosen by operations among those that fit, by bytes when none does. Biases and BatchNorm
 affine parameters (eval mode) have tiny per-sample gradients, formed directly. Everything comes
 from one batched forward and backward with hooks; memory is the activations, not k·d.
 """
@@ -24,8 +26,23 @@ from collections.abc import Callable
 from orthograd_cli.errors import RecipeError
 from orthograd_cli.gradients.hooks import HooksUnsupported, capture_layers, owner
 
-CHUNK_ELEMENTS = 1 << 24  # float64 elements per temporary block of ghost products (128 MiB)
-ROWS_BYTES = 1 << 30  # the most one layer's explicit per-sample gradients may take
+FLOAT64 = 8
+
+
+def memory_budget(memory_gb: float | None, device, hooks_bytes: int) -> int:
+    """Bytes the gram backend may take for one layer's temporaries: the recipe's memory_gb, else a quarter
+    of the free memory of the device; never more than the k·d float32 rows the hooks backend would keep."""
+    import torch
+
+    if memory_gb is not None:
+        budget = int(memory_gb * 2**30)
+    elif torch.device(device).type == "cuda":
+        budget = torch.cuda.mem_get_info(device)[0] // 4
+    else:
+        import psutil
+
+        budget = psutil.virtual_memory().available // 4
+    return max(1, min(budget, hooks_bytes))
 
 
 def supports(model, params: dict) -> bool:
@@ -64,22 +81,26 @@ class _Layer:
             return self.deltas.sum(-1)
         return (self.deltas * self.inputs).sum(-1)  # BatchNorm weight: Σ_l δ·x̂ per channel
 
-    def rows_are_cheaper(self) -> bool:
-        """Form this layer's per-sample weight gradients when that costs fewer operations than the
-        ghost products (k²L²(o+q) against k·o·q·L + k²·o·q) and they fit in ROWS_BYTES."""
+    def use_rows(self, budget: int) -> bool:
+        """Form this layer's per-sample weight gradients (k·o·q float64) rather than ghost products (at least
+        one sample's k·L² block, times 3 for both factors and their product): by operations (k·o·q·L + k²·o·q
+        against k²L²(o+q)) when both plans fit the budget, else the one that fits, else the smaller."""
         k, q, length = self.inputs.shape
         o = self.deltas.shape[1]
-        ghost = k * k * length * length * (o + q)
-        rows = k * o * q * length + k * k * o * q
-        return rows < ghost and k * o * q * 8 <= ROWS_BYTES
+        rows_bytes, ghost_bytes = k * o * q * FLOAT64, 3 * k * length * length * FLOAT64
+        if (rows_bytes <= budget) != (ghost_bytes <= budget):
+            return rows_bytes <= budget
+        if rows_bytes > budget:
+            return rows_bytes <= ghost_bytes
+        return k * o * q * length + k * k * o * q < k * k * length * length * (o + q)
 
 
-def _chunks(k: int, per_sample: int):
-    size = max(1, CHUNK_ELEMENTS // max(1, per_sample))
+def _chunks(k: int, per_sample_bytes: int, budget: int):
+    size = max(1, budget // max(1, per_sample_bytes))
     return [slice(start, min(k, start + size)) for start in range(0, k, size)]
 
 
-def _add_weight(layer: _Layer, unlearn_grad, gram, along) -> None:
+def _add_weight(layer: _Layer, unlearn_grad, gram, along, budget: int) -> None:
     """Add one weight's ⟨gᵢ,gⱼ⟩ to `gram` and ⟨gᵢ,g_u⟩ to `along`."""
     import torch
 
@@ -87,19 +108,20 @@ def _add_weight(layer: _Layer, unlearn_grad, gram, along) -> None:
     o = layer.deltas.shape[1]
     g_u = unlearn_grad.reshape(o, q).double()
     deltas, inputs = layer.deltas.double(), layer.inputs.double()
-    if layer.rows_are_cheaper():  # early conv layers: many positions L, small weights
+    if layer.use_rows(budget):  # early conv layers: many positions L, small weights
         weight_rows = torch.einsum("kol,kql->koq", deltas, inputs).flatten(1)
         gram += weight_rows @ weight_rows.T
         along += weight_rows @ g_u.reshape(-1)
         return
     along += (torch.einsum("oq,kql->kol", g_u, inputs) * deltas).sum((1, 2))
-    for i in _chunks(k, 2 * k * length * length):
+    for i in _chunks(k, 3 * k * length * length * FLOAT64, budget):
         delta_dots = torch.einsum("iol,jom->ijlm", deltas[i], deltas)
         input_dots = torch.einsum("iql,jqm->ijlm", inputs[i], inputs)
         gram[i] += (delta_dots * input_dots).sum((2, 3))
 
 
-def ghost_gram(model, params: dict, inputs, targets, loss_fn: Callable, unlearn_grad: dict):
+def ghost_gram(model, params: dict, inputs, targets, loss_fn: Callable, unlearn_grad: dict,
+               memory_gb: float | None = None):
     """K = GGᵀ, b = G·g_u (float64) and the per-sample losses, from one batched forward+backward.
 
     Returns also `combine(w) -> {name: Σᵢ wᵢgᵢ}`, valid until the next call.
@@ -116,12 +138,13 @@ def ghost_gram(model, params: dict, inputs, targets, loss_fn: Callable, unlearn_
     layers = {key: _Layer(modules[key], layer_input, delta) for key, (layer_input, delta) in captured.items()}
     size = len(losses)
     device = next(iter(params.values())).device
+    budget = memory_budget(memory_gb, device, size * sum(p.numel() for p in params.values()) * 4)
     gram = torch.zeros(size, size, dtype=torch.float64, device=device)
     along = torch.zeros(size, dtype=torch.float64, device=device)
     for name, (module, attribute) in owners.items():
         layer = layers[id(module)]
         if attribute == "weight" and not isinstance(module, torch.nn.BatchNorm2d):
-            _add_weight(layer, unlearn_grad[name], gram, along)
+            _add_weight(layer, unlearn_grad[name], gram, along, budget)
         else:
             small = layer.small_rows(attribute).double()
             gram += small @ small.T

@@ -95,14 +95,15 @@ def _forget_into(loaded: Loaded, recipe: Recipe, recipe_sha256: str, tmp_dir: Pa
     stop = StopRule(target, spec.stop.check_every, holdout or sets["forget"],
                     lambda m, dataset: task.score(m, dataset, batch, runtime.device),
                     {name: sets[name] for name in ("forget_test", "test") if name in sets})
-    result = run_unlearning(model, params, forget_update, retain, sampler, stop, direction_fn, task.mean_loss, spec,
-                            runtime, observer)
-
-    prov = provenance(runtime.device, recipe.seed, base=loaded.checkpoint.sha256, recipe=recipe_sha256,
-                      **{f"manifest_{n}": m.sha256 for n, m in loaded.manifests.items()})
-    metadata = {**loaded.checkpoint.metadata, **loaded.info.metadata(), **preprocessing_metadata(recipe.data),
-                **provenance_metadata(prov)}
-    merged = _merged_weights(model, loaded, recipe, tmp_dir, metadata)
+    with runtime.reproducible() as reproducibility:  # the steps and the merge decide the output's bytes
+        result = run_unlearning(model, params, forget_update, retain, sampler, stop, direction_fn, task.mean_loss,
+                                spec, runtime, observer)
+        prov = provenance(runtime.device, recipe.seed, base=loaded.checkpoint.sha256, recipe=recipe_sha256,
+                          **{f"manifest_{n}": m.sha256 for n, m in loaded.manifests.items()})
+        metadata = {**loaded.checkpoint.metadata, **loaded.info.metadata(), **preprocessing_metadata(recipe.data),
+                    **provenance_metadata(prov)}
+        merged = _merged_weights(model, loaded, recipe, tmp_dir, metadata)
+    prov.deterministic = reproducibility.deterministic
     save_checkpoint(merged, tmp_dir / "model.safetensors", metadata)
     if loaded.checkpoint.is_folder:  # the output is a model folder too: config, processor and tokenizer files
         copy_companions(loaded.checkpoint.path, tmp_dir)

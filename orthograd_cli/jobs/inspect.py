@@ -71,7 +71,7 @@ def gradient_conflict(model_path: str, manifests: dict, recipe: Recipe, arch: st
             layer_cos.setdefault(layer, []).append(conflict.cosine(g_u[name], rows[name].mean(0)))
         for scope in removed:
             _, stats = project(g_u, rows, scope, recipe.method.projection.rank_tol, recipe.method.projection.solver)
-            removed[scope].append(1 - stats.kept_norm_ratio)
+            removed[scope].append(1 - float(stats.kept_norm_ratio))
         flat_rows = torch.cat([r.reshape(k, -1) for r in rows.values()], dim=1)
         spectra.append(torch.linalg.svdvals(flat_rows.double()).cpu())
     all_cos = torch.cat(cosines)
@@ -84,7 +84,7 @@ def gradient_conflict(model_path: str, manifests: dict, recipe: Recipe, arch: st
         "cosine_forget_vs_mean_retain": sum(mean_cos) / len(mean_cos),
         "cosine_forget_vs_mean_retain_per_layer": {n: sum(v) / len(v) for n, v in layer_cos.items()},
         "cosine_forget_vs_each_retain": conflict.quantiles(all_cos),
-        "share_in_conflict": conflict.conflict_share(all_cos),
+        "share_in_conflict": float(conflict.conflict_share(all_cos)),
         "conflict_definition": conflict.DEFINITION,
         "retain_singular_values": [float(v) for v in s[:10]],
         "retain_effective_rank": conflict.effective_rank(s),

@@ -45,10 +45,13 @@ class MethodInfo:
 
 @dataclass
 class Direction:
+    """A step's direction and its diagnostics. The diagnostics are 0-dim tensors left on the device (or
+    plain numbers): the loop reads them at stop-rule checks, so a step never waits for the device."""
+
     update: dict  # d: the step is θ ← θ − η·d/‖d‖
-    unlearn_loss: float
-    retain_loss: float | None  # None: the method takes no retain loss
-    unlearn_grad_norm: float
+    unlearn_loss: object
+    retain_loss: object | None  # None: the method takes no retain loss
+    unlearn_grad_norm: object
     stats: "ProjectionStats | None" = None  # projection methods only
 
 
@@ -63,11 +66,11 @@ def combine(weights_and_grads: list[tuple[float, dict]]) -> dict:
     return {n: sum(w * g[n] for w, g in weights_and_grads) for n in names}
 
 
-def forget_loss_only(model, forget_batch, loss_fn) -> float:
+def forget_loss_only(model, forget_batch, loss_fn):
     """The forget loss for the diagnostics, when a method takes no gradient of it."""
     import torch
 
     from orthograd_cli.gradients.batching import forward
 
     with torch.no_grad():
-        return float(loss_fn(forward(model, forget_batch[0]), forget_batch[1]))
+        return loss_fn(forward(model, forget_batch[0]), forget_batch[1])

@@ -12,7 +12,7 @@ def finetune_direction(model, params, forget_batch, retain_batch, spec, loss_fn)
     # d = ∇ loss(B_r)
     retain_grad, retain_loss = batch_grad(model, params, *retain_batch, loss_fn)
     return Direction(update=retain_grad, unlearn_loss=forget_loss_only(model, forget_batch, loss_fn),
-                     retain_loss=float(retain_loss), unlearn_grad_norm=0.0)
+                     retain_loss=retain_loss, unlearn_grad_norm=0.0)
 
 
 METHOD = MethodInfo(name="finetune", summary="descend on the retain set only; the forget set fades by drift", make=make)

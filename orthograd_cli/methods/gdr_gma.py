@@ -8,8 +8,6 @@ while the retain loss L_r is under ε and gives way to repair once it rises. γ 
 memory bank of past forget gradients for the last layer is left out.
 """
 
-import math
-
 from pydantic import Field
 
 from orthograd_cli.gradients.per_sample import batch_grad
@@ -24,13 +22,15 @@ class Settings(MethodSettings):
 
 def rectify(r, t):
     """Project each of two conflicting tensors onto the normal plane of the other (as the authors' code)."""
+    import torch
+
     r_flat, t_flat = r.reshape(-1), t.reshape(-1)
     dot = r_flat @ t_flat
-    if dot >= 0 or t_flat.norm() == 0 or r_flat.norm() == 0:
-        return r, t
-    r_new = r_flat - dot / (t_flat @ t_flat) * t_flat
+    # both branches computed and one picked on the device: an `if` on `dot` would wait for it every step
+    conflict = (dot < 0) & (t_flat.norm() > 0) & (r_flat.norm() > 0)
+    r_new = r_flat - dot / (t_flat @ t_flat).clamp_min(1e-30) * t_flat
     t_new = t_flat - dot / (r_new @ r_new).clamp_min(1e-30) * r_new
-    return r_new.view_as(r), t_new.view_as(t)
+    return torch.where(conflict, r_new, r_flat).view_as(r), torch.where(conflict, t_new, t_flat).view_as(t)
 
 
 def make(model, params, forget_set, retain_set, spec, loss_fn, seed: int = 0):
@@ -38,16 +38,18 @@ def make(model, params, forget_set, retain_set, spec, loss_fn, seed: int = 0):
 
 
 def gdr_gma_direction(model, params, forget_batch, retain_batch, spec, loss_fn) -> Direction:
+    import torch
+
     unlearn_grad, unlearn_loss = batch_grad(model, params, *forget_batch, loss_fn)
     retain_grad, retain_loss = batch_grad(model, params, *retain_batch, loss_fn)
     settings = spec.settings
-    weight = 1.0 / (1.0 + math.exp(min(settings.gamma * (float(retain_loss) - settings.epsilon), 700.0)))
+    weight = torch.sigmoid(-settings.gamma * (retain_loss.double() - settings.epsilon))  # 1/(1 + exp(γ(L_r − ε)))
     update = {}
     for n in params:
         r, t = rectify(retain_grad[n], -unlearn_grad[n])
         update[n] = (1 - weight) * r + weight * t
-    return Direction(update=update, unlearn_loss=float(unlearn_loss), retain_loss=float(retain_loss),
-                     unlearn_grad_norm=float(global_norm(unlearn_grad)))
+    return Direction(update=update, unlearn_loss=unlearn_loss, retain_loss=retain_loss,
+                     unlearn_grad_norm=global_norm(unlearn_grad))
 
 
 METHOD = MethodInfo(name="gdr_gma", summary="rectify against the mean retain gradient, weighted by the retain loss "

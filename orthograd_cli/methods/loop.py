@@ -5,6 +5,10 @@ The pieces come from above: the sampler (sampler.py) says which samples each ste
 rule (stop.py) when to stop and what to measure, the observer (observer.py) who watches. The model
 stays in eval mode throughout (BatchNorm on running statistics, dropout off), which per-sample
 gradients need.
+
+A step never waits for the device: its losses and diagnostics stay there as tensors and are read
+(float(), which waits) together at the next stop-rule check, which has to read the device anyway.
+A non-finite loss is found there too and named by the step it came from.
 """
 
 from __future__ import annotations
@@ -38,17 +42,32 @@ def _summary(values: list[float]) -> dict:
             "max": ordered[-1]}
 
 
-def _check_finite(direction, step: int) -> None:
+DIAGNOSTICS = ("unlearn_loss", "retain_loss", "unlearn_grad_norm")
+STATS = ("retain_rank", "kept_norm_ratio", "conflict_share")
+
+
+def _unread(direction) -> dict:
+    """What the loop keeps of a step until the next check: its scalar diagnostics, still on the device
+    (not the update, which the next step overwrites)."""
+    kept = {key: getattr(direction, key) for key in DIAGNOSTICS if getattr(direction, key) is not None}
+    if direction.stats is not None:  # projection methods only
+        kept.update({key: getattr(direction.stats, key) for key in STATS})
+    return kept
+
+
+def _read(step: int, unread: dict) -> dict:
+    """A step's diagnostics as numbers; a non-finite loss or gradient norm is an error naming the step."""
     import math
 
-    values = (direction.unlearn_loss, direction.retain_loss, direction.unlearn_grad_norm)
-    if not all(math.isfinite(v) for v in values if v is not None):
+    values = {key: int(value) if key == "retain_rank" else float(value) for key, value in unread.items()}
+    if not all(math.isfinite(values[key]) for key in DIAGNOSTICS if key in values):
         raise NumericalError(f"non-finite loss or gradient at step {step}",
                              "lower method.lr or check the checkpoint; nothing was written")
+    return values
 
 
 def apply_update(params: dict, update: dict, lr: float, optimizer) -> None:
-    """θ ← θ − η·d/‖d‖ (normalised SGD), or hand d to Adam as the gradient."""
+    """θ ← θ − η·d/‖d‖ (normalised SGD), or hand d to Adam as the gradient. d = 0 leaves θ as it is."""
     import torch
 
     if optimizer is not None:
@@ -57,11 +76,10 @@ def apply_update(params: dict, update: dict, lr: float, optimizer) -> None:
         optimizer.step()
         return
     norm = global_norm(update)
-    if norm == 0:
-        return
+    scale = torch.where(norm > 0, lr / norm.clamp_min(1e-300), torch.zeros_like(norm))  # no `if`: no wait
     with torch.no_grad():
         for name, p in params.items():
-            p.sub_(update[name] * (lr / norm).to(p.dtype))
+            p.sub_(update[name] * scale.to(p.dtype))
 
 
 def run_unlearning(model, params: dict, forget_set, retain_set, sampler: UnlearnSampler, stop: StopRule,
@@ -75,9 +93,21 @@ def run_unlearning(model, params: dict, forget_set, retain_set, sampler: Unlearn
     model.eval()
     started = time.perf_counter()
     result = UnlearnResult(steps=0, stop_reason=f"max_steps ({spec.max_steps}) reached")
-    per_step = {"retain_rank": [], "kept_norm_ratio": [], "conflict_share": [], "unlearn_loss": [], "retain_loss": []}
+    per_step: dict[str, list] = {key: [] for key in (*STATS, "unlearn_loss", "retain_loss")}
+    unread: list[tuple[int, dict]] = []  # steps since the last check, diagnostics still on the device
+    latest: dict = {}
+
+    def read_steps() -> None:
+        nonlocal latest
+        for step, values in unread:
+            latest = _read(step, values)
+            for key in per_step:
+                if key in latest:
+                    per_step[key].append(latest[key])
+        unread.clear()
 
     def check(step: int) -> bool:
+        read_steps()
         row = stop.check(model, step)
         result.history.append(row)
         observer.check(row)
@@ -93,21 +123,17 @@ def run_unlearning(model, params: dict, forget_set, retain_set, sampler: Unlearn
             retain_batch = retain_set.batch(retain_index, runtime.device)
             with runtime.unlearning_passes():
                 direction = direction_fn(model, params, forget_batch, retain_batch, spec, loss_fn)
-            _check_finite(direction, step)
             apply_update(params, direction.update, spec.lr, optimizer)
+            unread.append((step, _unread(direction)))
+            del direction  # its update: memory the next step needs
             result.steps = step
-            for key in ("unlearn_loss", "retain_loss"):
-                if getattr(direction, key) is not None:
-                    per_step[key].append(getattr(direction, key))
-            if direction.stats is not None:  # projection methods only
-                for key in ("retain_rank", "kept_norm_ratio", "conflict_share"):
-                    per_step[key].append(getattr(direction.stats, key))
             done = stop.due(step) and check(step)
-            observer.step(step, direction, result.history[-1])
+            observer.step(step, result.history[-1], latest)
             if done:
                 last = result.history[-1]["forget_acc"]
                 result.stop_reason = f"forget accuracy {last:.4f} reached target {stop.target_forget_acc:.4f}"
                 break
+        read_steps()
     result.wall_s = time.perf_counter() - started
     result.retain_ids_sha256 = sampler.retain_ids_sha256
     result.diagnostics = {key: _summary(values) for key, values in per_step.items() if values}

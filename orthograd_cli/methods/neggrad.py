@@ -12,8 +12,8 @@ def make(model, params, forget_set, retain_set, spec, loss_fn, seed: int = 0):
 def neggrad_direction(model, params, forget_batch, retain_batch, spec, loss_fn) -> Direction:
     # d = −∇ loss(B_u)
     unlearn_grad, unlearn_loss = batch_grad(model, params, *forget_batch, loss_fn)
-    return Direction(update={n: -g for n, g in unlearn_grad.items()}, unlearn_loss=float(unlearn_loss),
-                     retain_loss=None, unlearn_grad_norm=float(global_norm(unlearn_grad)))
+    return Direction(update={n: -g for n, g in unlearn_grad.items()}, unlearn_loss=unlearn_loss,
+                     retain_loss=None, unlearn_grad_norm=global_norm(unlearn_grad))
 
 
 METHOD = MethodInfo(name="neggrad", summary="plain gradient ascent on the forget set", make=make)

@@ -21,8 +21,8 @@ def neggrad_plus_direction(model, params, forget_batch, retain_batch, spec, loss
     retain_grad, retain_loss = batch_grad(model, params, *retain_batch, loss_fn)
     # d = α·∇loss(B_r) − (1−α)·∇loss(B_u)
     update = combine([(alpha, retain_grad), (-(1 - alpha), unlearn_grad)])
-    return Direction(update=update, unlearn_loss=float(unlearn_loss), retain_loss=float(retain_loss),
-                     unlearn_grad_norm=float(global_norm(unlearn_grad)))
+    return Direction(update=update, unlearn_loss=unlearn_loss, retain_loss=retain_loss,
+                     unlearn_grad_norm=global_norm(unlearn_grad))
 
 
 METHOD = MethodInfo(name="neggrad_plus", summary="ascent on the forget set plus α·descent on the retain set",

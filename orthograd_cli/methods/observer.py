@@ -12,8 +12,9 @@ class Observer:
     def start(self, max_steps: int) -> None:
         pass
 
-    def step(self, step: int, direction, last_row: dict) -> None:
-        """After each update: the step number, the method's Direction and the latest check's row."""
+    def step(self, step: int, last_row: dict, latest: dict) -> None:
+        """After each update: the step number, the latest check's row and the diagnostics of the last step
+        read at that check (unlearn_loss, retain_loss, …; read only at checks, so a step never waits)."""
 
     def check(self, row: dict) -> None:
         """After each stop-rule check, with its history row."""

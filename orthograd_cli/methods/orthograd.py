@@ -45,8 +45,8 @@ def orthograd_direction(model, params: dict, forget_batch, retain_batch, spec: M
     # 4. d = α·mean(G_r) − (1−α)·g⊥   (descend on retain, ascend on the projected unlearn direction)
     alpha = alpha_or_default(spec, DEFAULT_ALPHA)
     update = {n: alpha * retain_mean[n] - (1 - alpha) * projected[n] for n in params}
-    return Direction(update=update, unlearn_loss=float(unlearn_loss), retain_loss=float(retain_loss),
-                     unlearn_grad_norm=float(global_norm(unlearn_grad)), stats=stats)
+    return Direction(update=update, unlearn_loss=unlearn_loss, retain_loss=retain_loss,
+                     unlearn_grad_norm=global_norm(unlearn_grad), stats=stats)
 
 
 def _gram_direction(model, params, unlearn_grad, unlearn_loss, retain_batch, spec: MethodSpec, loss_fn) -> Direction:
@@ -59,8 +59,10 @@ def _gram_direction(model, params, unlearn_grad, unlearn_loss, retain_batch, spe
     from orthograd_cli.gradients.ghost import ghost_gram
     from orthograd_cli.gradients.projection import ProjectionStats, gram_coefficients
 
-    gram, along, retain_losses, weighted_sum = ghost_gram(model, params, *retain_batch, loss_fn, unlearn_grad)
-    coeffs, rank = gram_coefficients(gram, along, spec.projection.rank_tol)
+    gram, along, retain_losses, weighted_sum = ghost_gram(model, params, *retain_batch, loss_fn, unlearn_grad,
+                                                          spec.per_sample.memory_gb)
+    solver = "gram" if spec.projection.solver == "qr" else spec.projection.solver  # no rows here to factor
+    coeffs, rank = gram_coefficients(gram, along, spec.projection.rank_tol, solver)
     alpha = alpha_or_default(spec, DEFAULT_ALPHA)
     k = len(coeffs)
     retain_part = weighted_sum(alpha / k + (1 - alpha) * coeffs)
@@ -68,11 +70,10 @@ def _gram_direction(model, params, unlearn_grad, unlearn_loss, retain_batch, spe
     unlearn_norm = global_norm(unlearn_grad)
     # ‖g⊥‖² = ‖g_u‖² − 2cᵀb + cᵀKc  (b = G_r g_u, K = G_r G_rᵀ)
     kept_sq = unlearn_norm ** 2 - 2 * coeffs @ along + coeffs @ gram @ coeffs
-    stats = ProjectionStats(retain_rank=int(rank), kept_norm_ratio=float(kept_sq.clamp_min(0).sqrt() /
-                                                                         unlearn_norm.clamp_min(1e-30)),
+    stats = ProjectionStats(retain_rank=rank, kept_norm_ratio=kept_sq.clamp_min(0).sqrt() / unlearn_norm.clamp_min(1e-30),
                             conflict_share=conflict_share(along))
-    return Direction(update=update, unlearn_loss=float(unlearn_loss), retain_loss=float(retain_losses.mean()),
-                     unlearn_grad_norm=float(unlearn_norm), stats=stats)
+    return Direction(update=update, unlearn_loss=unlearn_loss, retain_loss=retain_losses.mean(),
+                     unlearn_grad_norm=unlearn_norm, stats=stats)
 
 
 METHOD = MethodInfo(name="orthograd", summary="ascent projected orthogonally to every retain sample's gradient "

@@ -39,8 +39,8 @@ def make(model, params, forget_set, retain_set, spec, loss_fn, seed: int = 0, ma
         update = combine([(alpha, retain_grad), (1 - alpha, relabelled_grad)])
         if mask is not None:
             update = {n: g * mask[n] for n, g in update.items()}
-        return Direction(update=update, unlearn_loss=float(relabelled_loss), retain_loss=float(retain_loss),
-                         unlearn_grad_norm=float(global_norm(relabelled_grad)))
+        return Direction(update=update, unlearn_loss=relabelled_loss, retain_loss=retain_loss,
+                         unlearn_grad_norm=global_norm(relabelled_grad))
 
     return random_label_direction
 

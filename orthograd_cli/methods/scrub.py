@@ -66,9 +66,9 @@ def make(model, params, forget_set, retain_set, spec, loss_fn, seed: int = 0):
             with torch.no_grad():
                 teacher_logits = teacher(inputs)
             grad, forget_kl = batch_grad(model, params, inputs, teacher_logits, kl)
-            state["forget_kl"] = float(forget_kl)
+            state["forget_kl"] = forget_kl
             return Direction(update={n: -g for n, g in grad.items()}, unlearn_loss=state["forget_kl"],
-                             retain_loss=None, unlearn_grad_norm=float(global_norm(grad)))
+                             retain_loss=None, unlearn_grad_norm=global_norm(grad))
         # min step: d = ∇ [γ·CE + α·KL_T(teacher ‖ student)] on the retain batch
         inputs, labels = retain_batch
         with torch.no_grad():
@@ -77,7 +77,7 @@ def make(model, params, forget_set, retain_set, spec, loss_fn, seed: int = 0):
             model, params, inputs, (labels, teacher_logits),
             lambda logits, target: settings.ce_weight * loss_fn(logits, target[0]) + settings.kl_weight * kl(
                 logits, target[1]))
-        return Direction(update=grad, unlearn_loss=state["forget_kl"], retain_loss=float(retain_loss),
+        return Direction(update=grad, unlearn_loss=state["forget_kl"], retain_loss=retain_loss,
                          unlearn_grad_norm=0.0)
 
     return scrub_direction

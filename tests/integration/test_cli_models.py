@@ -168,6 +168,7 @@ def test_same_seed_gives_a_byte_identical_checkpoint(cli, trained_model, digits,
     first, second = cli(*args, "--out", tmp_path / "a"), cli(*args, "--out", tmp_path / "b")
     assert first.code == second.code == 0
     assert (tmp_path / "a/model.safetensors").read_bytes() == (tmp_path / "b/model.safetensors").read_bytes()
+    assert json.loads(first.out)["provenance"]["deterministic"] is True  # every kernel had a deterministic version
 
 
 def test_inspect_shows_the_checkpoint_and_gradient_conflict(cli, trained_model, digits, tmp_path):

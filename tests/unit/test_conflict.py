@@ -62,7 +62,7 @@ def test_samples_in_conflict_are_exactly_those_whose_loss_ascent_raises(class_fo
     assert bool((second_order[disagree] >= predicted[disagree].abs()).all())
     assert int(disagree.sum()) <= 2, f"{int(disagree.sum())} of 64 samples disagree"
     assert 0 < int(conflicting.sum()) < 64, "the check needs samples on both sides"
-    assert conflict_share(dots) == pytest.approx(float(rose.double().mean()), abs=2 / 64)
+    assert float(conflict_share(dots)) == pytest.approx(float(rose.double().mean()), abs=2 / 64)
 
 
 def test_inspect_reports_the_share_and_strongest_conflicts_on_the_rising_side(cli, trained_model, digits, tmp_path):

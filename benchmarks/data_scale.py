@@ -11,8 +11,10 @@ would take N·3·224²·4 bytes (12 GB at 20,000).
 Speech: the espeak-ng corpus's training utterances repeated (hard links, so each row is its own file)
 to about 2 hours of audio, `evaluate` with the demo's CTC model: peak memory and utterances/s.
 
-Run: python benchmarks/data_scale.py [--images 20000] [--hours 2] [--skip-speech]
-The generated data live under ~/.cache/orthograd/scale (about 0.6 GB at 20,000 images).
+Run: python benchmarks/data_scale.py [--images 20000] [--hours 2] [--skip-speech] [--side 256] [--forget-only]
+The generated data live under ~/.cache/orthograd/scale (about 0.6 GB at 20,000 images). `--side 36
+--forget-only --skip-speech` repeats the forget comparison with 32 px crops in minutes instead of an hour:
+what grows with the retain manifest's rows, not with the images' size.
 """
 
 from __future__ import annotations
@@ -29,13 +31,15 @@ from pathlib import Path
 
 from orthograd_cli.jobs.demo import cache_dir
 
-IMAGE_SETTINGS = ["--set", "data.image_size=224", "--set", "data.resize=shorter_side_crop", "--set",
-                  "data.resize_size=256", "--set", "data.mean=[0.485,0.456,0.406]", "--set",
-                  "data.std=[0.229,0.224,0.225]", "--set", "eval.batch_size=64",
-                  "--set", "eval.require_better_than_chance=false"]
+def image_settings(side: int) -> list[str]:
+    """Recipe overrides for JPEGs whose shorter side is `side`: torchvision's evaluation transform, crop 7/8."""
+    return ["--set", f"data.image_size={side * 7 // 8}", "--set", "data.resize=shorter_side_crop", "--set",
+            f"data.resize_size={side}", "--set", "data.mean=[0.485,0.456,0.406]", "--set",
+            "data.std=[0.229,0.224,0.225]", "--set", "eval.batch_size=64",
+            "--set", "eval.require_better_than_chance=false"]
 
 
-def generate_images(root: Path, count: int) -> None:
+def generate_images(root: Path, count: int, side: int = 256) -> None:
     import numpy as np
     from PIL import Image
 
@@ -46,8 +50,8 @@ def generate_images(root: Path, count: int) -> None:
         path = root / "images" / f"{i // 1000:02d}" / f"{i:05d}.jpg"
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
-            long_side = int(256 * rng.uniform(1.0, 1.5))
-            size = (long_side, 256) if i % 2 else (256, long_side)
+            long_side = int(side * rng.uniform(1.0, 1.5))
+            size = (long_side, side) if i % 2 else (side, long_side)
             base = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)  # smooth content, so JPEG sizes are realistic
             Image.fromarray(base).resize(size, Image.BILINEAR).save(path, quality=85)
         rows.append((f"i{i:05d}", str(path.relative_to(root)), int(rng.integers(0, 10))))
@@ -102,11 +106,15 @@ def measured(args: list) -> tuple[float, float, dict]:
     start = time.perf_counter()
     process = subprocess.Popen(["/usr/bin/time", "-v", sys.executable, "-m", "orthograd_cli", *map(str, args),
                                 "--json", "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    watched, peak_tree = psutil.Process(process.pid), 0
     reader = __import__("concurrent.futures").futures.ThreadPoolExecutor(1).submit(process.communicate)
-    while not reader.done():
-        peak_tree = max(peak_tree, tree_pss(watched) if watched.is_running() else 0)
-        time.sleep(0.1)
+    peak_tree = 0
+    try:
+        watched = psutil.Process(process.pid)
+        while not reader.done():
+            peak_tree = max(peak_tree, tree_pss(watched) if watched.is_running() else 0)
+            time.sleep(0.1)
+    except psutil.NoSuchProcess:  # it ended between two samples: /usr/bin/time's figure stands
+        pass
     stdout, stderr = reader.result()
     wall = time.perf_counter() - start
     if process.returncode != 0:
@@ -115,25 +123,28 @@ def measured(args: list) -> tuple[float, float, dict]:
     return wall, max(peak_main, peak_tree) / 2**30, json.loads(stdout)
 
 
-def images(count: int) -> None:
-    root = cache_dir().parent / "scale" / f"images{count}"
+def images(count: int, side: int = 256, forget_only: bool = False) -> None:
+    root = cache_dir().parent / "scale" / (f"images{count}" if side == 256 else f"images{count}_{side}px")
     print(f"generating {count:,} JPEGs under {root} …", flush=True)
-    generate_images(root, count)
+    generate_images(root, count, side)
     model = image_model(root)
-    decoded_gib = count * 3 * 224 * 224 * 4 / 2**30
-    wall, peak, _ = measured(["evaluate", model, "--test", root / "all.csv", *IMAGE_SETTINGS])
-    print(f"evaluate, {count:,} images at 224 px (decoded up front they would take {decoded_gib:.1f} GiB): "
-          f"{wall:.0f} s, {count / wall:.0f} images/s, peak memory {peak:.2f} GiB", flush=True)
+    crop = side * 7 // 8
+    settings = image_settings(side)
+    if not forget_only:
+        decoded_gib = count * 3 * crop * crop * 4 / 2**30
+        wall, peak, _ = measured(["evaluate", model, "--test", root / "all.csv", *settings])
+        print(f"evaluate, {count:,} images at {crop} px (decoded up front they would take {decoded_gib:.1f} GiB): "
+              f"{wall:.0f} s, {count / wall:.0f} images/s, peak memory {peak:.2f} GiB", flush=True)
     for name in ("retain_small", "retain_large"):
         rows = sum(1 for _ in open(root / f"{name}.csv")) - 1
         out = root / f"forget_{name}"
         wall, peak, report = measured(["forget", model, "--forget", root / "forget.csv", "--retain",
-                                       root / f"{name}.csv", "--out", out, "--overwrite", *IMAGE_SETTINGS,
+                                       root / f"{name}.csv", "--out", out, "--overwrite", *settings,
                                        "--set", "method.max_steps=3", "--set", "method.stop.target_forget_acc=0",
                                        "--set", "method.retain_batch_size=16", "--set",
                                        "method.unlearn_batch_size=16"])
-        print(f"forget, {count // 10:,} forget and {rows:,} retain rows, {report['steps']} steps: {wall:.0f} s, "
-              f"peak memory {peak:.2f} GiB", flush=True)
+        print(f"forget at {crop} px, {count // 10:,} forget and {rows:,} retain rows, {report['steps']} steps: "
+              f"{wall:.0f} s, peak memory {peak:.2f} GiB", flush=True)
 
 
 def speech(hours: float) -> None:
@@ -173,8 +184,10 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=20_000)
     parser.add_argument("--hours", type=float, default=2.0)
     parser.add_argument("--skip-speech", action="store_true")
+    parser.add_argument("--side", type=int, default=256, help="shorter side of the generated JPEGs (crop: 7/8)")
+    parser.add_argument("--forget-only", action="store_true", help="skip the evaluate run")
     args = parser.parse_args()
-    images(args.images)
+    images(args.images, args.side, args.forget_only)
     if not args.skip_speech:
         speech(args.hours)
 

@@ -9,9 +9,9 @@ the default (per_tensor, hooks, cholesky), global scope with hooks, global with 
 backend, and vmap + QR per tensor (the authors' algorithm; skipped where vmap cannot run: CTC, attention).
 Median of `--repeats` after a warm-up; CUDA time measured to the kernels' completion.
 
-Then the bf16 ratios (NegGrad+ and the default step, float32 time / bf16 time, resnet18 224 px, k=128), and
-`orthograd forget` run twice with the same seed on the digits demo data: sha256 of both checkpoints and the
-report's `deterministic`.
+Then the bf16 ratios (NegGrad+ and the default step, float32 time / bf16 time, resnet18 224 px, k=128),
+`orthograd forget` run twice with the same seed on the digits demo data (sha256 of both checkpoints and the
+report's `deterministic`), and once more as a process group of one (NCCL on a GPU), against the first.
 
 Run on a GPU through benchmarks/gpu_check.sh (about 3 minutes on an H100-class card). `--quick` runs every
 row at toy sizes on the CPU in about a minute, to test the script itself.
@@ -142,28 +142,43 @@ def bf16_ratios(row, device: str, repeats: int, k: int) -> str:
 
 
 def same_seed_bytes(device: str, max_steps: int) -> tuple[bool, str]:
-    """`orthograd forget` twice, same seed, on the digits demo data: (same sha256, a line to print)."""
+    """`orthograd forget` twice, same seed, on the digits demo data, then once more as a process group of one
+    (NCCL on a GPU, gloo on the CPU: the distributed path): (all as expected, lines to print)."""
+    import os
+
+    from safetensors.torch import load_file
+
+    from orthograd_cli.cli.launch import free_port
     from orthograd_cli.data.digits import build_digits
     from orthograd_cli.jobs.demo import cache_dir, demo_checkpoint
 
     data = build_digits(cache_dir() / "digits")
     checkpoint = demo_checkpoint(data)
     digests, deterministic = [], []
+    group = {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1",
+             "MASTER_PORT": str(free_port())}
     with tempfile.TemporaryDirectory() as tmp:
-        for run in ("a", "b"):
+        for run, env in (("a", {}), ("b", {}), ("group", group)):
             out = Path(tmp) / run
             done = subprocess.run([sys.executable, "-m", "orthograd_cli", "forget", str(checkpoint), "--forget",
                                    str(data / "class7/forget.csv"), "--retain", str(data / "class7/retain.csv"),
                                    "--recipe", "resnet18_digits_class", "--out", str(out), "--set", f"device={device}",
                                    "--set", f"method.max_steps={max_steps}", "--json", "--quiet"],
-                                  capture_output=True, text=True)
+                                  capture_output=True, text=True, env={**os.environ, **env})
             if done.returncode != 0:
-                return False, f"same-seed check: forget failed ({done.returncode}): {done.stderr.strip()[-300:]}"
+                return False, f"same-seed check ({run}): forget failed ({done.returncode}): {done.stderr[-300:]}"
             digests.append(hashlib.sha256((out / "model.safetensors").read_bytes()).hexdigest())
-            deterministic.append(json.loads(done.stdout)["provenance"]["deterministic"])
+            report = json.loads(done.stdout)["provenance"]
+            deterministic.append(report["deterministic"])
+        single, grouped = load_file(Path(tmp) / "a/model.safetensors"), load_file(Path(tmp) / "group/model.safetensors")
+        worst = max(float((grouped[n].double() - t.double()).norm() / t.double().norm().clamp_min(1e-30))
+                    for n, t in single.items())
     same = digests[0] == digests[1]
-    return same, (f"same-seed check on {device}: sha256 {digests[0][:16]}… and {digests[1][:16]}… "
-                  f"{'identical' if same else 'DIFFER'}; report deterministic = {deterministic}")
+    lines = (f"same-seed check on {device}: sha256 {digests[0][:16]}… and {digests[1][:16]}… "
+             f"{'identical' if same else 'DIFFER'}; report deterministic = {deterministic[:2]}\n"
+             f"process group of 1 ({report['distributed_backend']}): worst relative difference to the single "
+             f"process {worst:.1e} per tensor ({'ok' if worst <= 1e-5 else 'FAIL'})")
+    return same and worst <= 1e-5, lines
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The method comparison in benchmarks/results.md: every method, tuned with the same budget (method.lr on a
 # validation split carved from the retain set), then 3 seeds, class-wise and sample-wise, on the digits demo
-# model. Well over an hour on 2 CPU cores (the class-wise sweep alone ran 50 minutes beside a test run). Run from the repository root: bash benchmarks/results.sh [OUT]
+# model. 33 minutes on this 2-core machine with OMP_NUM_THREADS=1 (nothing else running on its thread). Run from the
+# repository root: bash benchmarks/results.sh [OUT]
 set -euo pipefail
 out=${1:-results}
 orthograd demo --quiet --json > /dev/null   # builds ~/.cache/orthograd/demo/digits and the checkpoint

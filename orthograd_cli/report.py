@@ -58,6 +58,9 @@ class Provenance(_Strict):
     seed: int | None = None
     deterministic: bool | None = Field(None, description="forget: every kernel of the run had a deterministic "
                                                          "implementation (same seed, same device type: same bytes)")
+    world_size: int = Field(1, description="processes that ran the steps together (--nproc, torchrun)")
+    distributed_backend: str | None = Field(None, description="gloo (CPU) or nccl (CUDA) when world_size > 1")
+    communicated_bytes_per_step: int | None = Field(None, description="bytes rank 0 put into collectives per step")
     sha256: dict[str, str] = Field(description="sha256 of every input: checkpoints, recipe, manifests")
 
 

@@ -69,6 +69,24 @@ app.command("report-schema", epilog=report_schema.EPILOG)(report_schema.report_s
 app.add_typer(recipes.app, name="recipes")
 
 
+def _requested_processes(args: list[str]) -> int:
+    """N of `forget … --nproc N` when this process is not itself a rank; 1 otherwise (also when N is not a
+    number: the command's own parsing then says so)."""
+    from orthograd_cli import distributed
+
+    if not args or args[0] != "forget" or distributed.launched():
+        return 1
+    for i, arg in enumerate(args):
+        if arg == "--nproc":
+            value = args[i + 1] if i + 1 < len(args) else ""
+        elif arg.startswith("--nproc="):
+            value = arg.partition("=")[2]
+        else:
+            continue
+        return int(value) if value.isdigit() else 1
+    return 1
+
+
 def _print_error(message: str, hint: str | None) -> None:
     line = f"error: {message}"
     if hint:
@@ -149,6 +167,11 @@ def _run(argv: list[str] | None) -> None:
 
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get("ORTHOGRAD_DEBUG") == "1"
+    processes = _requested_processes(args)
+    if processes > 1:  # `forget --nproc N`: this process only launches and watches the N ranks
+        from orthograd_cli.cli.launch import launch
+
+        sys.exit(launch(processes, args))
     command = typer.main.get_command(app)
     try:
         # Typer turns Ctrl-C into Exit(130) and, outside standalone mode, returns that code

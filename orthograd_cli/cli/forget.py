@@ -1,5 +1,6 @@
 """`orthograd forget`: the main job."""
 
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -28,6 +29,10 @@ Speech (task: asr): forget one speaker and keep the others' WER, e.g.
   orthograd forget asr.safetensors -f voice/forget.csv --retain voice/retain.csv -t voice/test.csv
   --forget-test voice/forget_test.csv --recipe wav2vec2_model_espeak_speaker --out run/ --plot run.png
 
+Several processes (data-parallel OrthoGrad, the same result as one process):
+
+  orthograd forget model.safetensors -f forget.csv --retain retain.csv -t test.csv --out run/ --nproc 2
+
 Writes run/model.safetensors (merged), run/adapter/ (peft LoRA adapter) and run/report.json.
 """
 
@@ -47,6 +52,10 @@ def forget(
     quiet: options.Quiet = False,
     plot: Annotated[Optional[Path], typer.Option(
         "--plot", help="Also draw the trade-off over the run (forget vs test, at each check) as a PNG.")] = None,
+    nproc: Annotated[int, typer.Option(
+        "--nproc", min=1, help="Run the steps as N processes on this machine (data-parallel OrthoGrad; gloo on "
+                               "the CPU, NCCL on GPUs). Same as torchrun --nproc-per-node N -m orthograd_cli "
+                               "forget ...")] = 1,
 ) -> None:
     """Make MODEL forget the --forget samples while keeping what --retain shows (OrthoGrad)."""
     from orthograd_cli.cli.output import Output, metrics_table
@@ -57,12 +66,18 @@ def forget(
 
     if not forget_csv or not retain_csv:
         raise UsageError("forget needs --forget and --retain manifests", "see `orthograd forget --help`")
+    from orthograd_cli import distributed
+
     spec, sha = load_recipe(recipe, overrides)
+    secondary = distributed.launched() and os.environ.get("RANK", "0") != "0"  # rank 0 alone reports
+    quiet = quiet or secondary
     output = Output(as_json=as_json, quiet=quiet)
     manifests = {"forget": forget_csv, "retain": retain_csv, "test": test_csv, "forget_test": forget_test_csv}
     with ProgressBar(enabled=not quiet) as bar:
         report = run_forget(str(model), manifests, spec, sha, str(out), overwrite=overwrite, arch=arch, observer=bar,
                             extra_outputs=(plot,) if plot else ())
+    if report is None:  # a rank other than 0
+        return
     for note in report.notes:
         if note not in report.warnings:
             output.info(f"note: {note}")

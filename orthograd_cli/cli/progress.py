@@ -30,6 +30,6 @@ class ProgressBar(Observer):
         self.task = self.progress.add_task(self.description, total=max_steps, info="")
 
     def step(self, step: int, last_row: dict, latest: dict) -> None:
-        losses = "  ".join(f"{name} loss {latest[key]:.3g}" for name, key in (("unlearn", "unlearn_loss"),
-                                                                              ("retain", "retain_loss")) if key in latest)
+        names = (("unlearn", "unlearn_loss"), ("retain", "retain_loss"))
+        losses = "  ".join(f"{name} loss {latest[key]:.3g}" for name, key in names if key in latest)
         self.progress.update(self.task, advance=1, info=f"{losses}  forget acc {last_row['forget_acc']:.3f}".lstrip())

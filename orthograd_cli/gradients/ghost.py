@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from orthograd_cli import distributed
 from orthograd_cli.errors import RecipeError
 from orthograd_cli.gradients.hooks import HooksUnsupported, capture_layers, owner
 
@@ -135,6 +136,11 @@ def ghost_gram(model, params: dict, inputs, targets, loss_fn: Callable, unlearn_
     except HooksUnsupported as err:
         raise RecipeError(f"method.per_sample.backend: gram cannot run this model ({err})",
                           "use another per-sample backend (auto, vmap, loop)") from None
+    collective = distributed.current()
+    if collective is not None:  # several processes: every rank's inputs and output gradients, in rank order
+        captured = {key: [collective.gather(layer_input), collective.gather(delta)]
+                    for key, (layer_input, delta) in captured.items()}
+        losses = collective.gather(losses)
     layers = {key: _Layer(modules[key], layer_input, delta) for key, (layer_input, delta) in captured.items()}
     size = len(losses)
     device = next(iter(params.values())).device

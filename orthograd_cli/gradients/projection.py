@@ -110,7 +110,8 @@ def _ridge_cholesky_solve(unit_gram, unit_along, rank_tol: float, refinements: i
     factor, _ = torch.linalg.cholesky_ex(unit_gram + ridge * eye)  # no error check: that would wait for the device
     independent = factor.diagonal(dim1=-2, dim2=-1) ** 2 > 2 * ridge[..., 0]  # Schur pivot + ρ > 2ρ
     both = independent[..., :, None] & independent[..., None, :]
-    gram = torch.where(both, unit_gram, torch.zeros_like(unit_gram)) + torch.diag_embed((~independent).to(unit_gram.dtype))
+    dropped = torch.diag_embed((~independent).to(unit_gram.dtype))  # a 1 on their diagonal keeps K + ρI definite
+    gram = torch.where(both, unit_gram, torch.zeros_like(unit_gram)) + dropped
     along = torch.where(independent, unit_along, torch.zeros_like(unit_along))[..., None]
     factor, _ = torch.linalg.cholesky_ex(gram + ridge * eye)
     coeffs = torch.cholesky_solve(along, factor)
@@ -123,6 +124,9 @@ def _ridge_cholesky_solve(unit_gram, unit_along, rank_tol: float, refinements: i
 # its cache (2-core EPYC, resnet18 LoRA k=64: 64 MB blocks took 1.2–1.6× the time of per-tensor products, 32 MB
 # blocks 0.99–1.09×).
 BLOCK_BYTES = {"cuda": 1 << 30, "cpu": 32 << 20}
+# Global scope reads the rows twice (the system needs every block before any block's g − Gᵀc): float64 copies up
+# to this many bytes are kept from the first pass for the second instead of converted again.
+KEEP_BYTES = {"cuda": 1 << 30, "cpu": 1 << 30}
 
 
 def _size_groups(names, flat_g, k: int) -> list[list[str]]:
@@ -168,7 +172,8 @@ def _remove(stacked, coeffs, k: int):
 def _project_gram(names, flat_g, flat_rows, scope: str, rank_tol: float, solver: str):
     """Gram solvers, a group of equal-size tensors at a time (memory: one group's rows in float64).
     per_tensor: each block is its own system, solved as soon as it is formed. global: the system is the
-    sum of the blocks, so the rows are converted twice (K and Gg first, g − Gᵀc after the solve)."""
+    sum of the blocks, so the rows are read twice (K and Gg first, g − Gᵀc after the solve), from the first
+    pass's float64 copies while they fit KEEP_BYTES."""
     import torch
 
     k = next(iter(flat_rows.values())).shape[0]
@@ -188,13 +193,19 @@ def _project_gram(names, flat_g, flat_rows, scope: str, rank_tol: float, solver:
             ranks.append(rank.max())
             dots = dots + along.sum(0)
         return projected, torch.stack(ranks).max(), dots
-    gram = 0
+    gram, kept = 0, []
+    budget = KEEP_BYTES.get(next(iter(flat_rows.values())).device.type, KEEP_BYTES["cuda"])
     for group in groups:
-        group_gram, along = _blocks(_stacked(group, flat_g, flat_rows, k), k)
+        stacked = _stacked(group, flat_g, flat_rows, k)
+        group_gram, along = _blocks(stacked, k)
         gram, dots = gram + group_gram.sum(0), dots + along.sum(0)
+        keeping = budget >= stacked.numel() * 8  # the float64 copy kept for the second pass, while it fits
+        budget -= stacked.numel() * 8 if keeping else 0
+        kept.append(stacked if keeping else None)
     coeffs, rank = gram_coefficients(gram, dots, rank_tol, solver)
-    for group in groups:
-        keep(group, _remove(_stacked(group, flat_g, flat_rows, k), coeffs.expand(len(group), -1), k))
+    for group, stacked in zip(groups, kept):
+        stacked = stacked if stacked is not None else _stacked(group, flat_g, flat_rows, k)
+        keep(group, _remove(stacked, coeffs.expand(len(group), -1), k))
     return projected, rank, dots
 
 

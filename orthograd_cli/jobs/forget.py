@@ -6,11 +6,13 @@ the end, so an interrupted or failed run leaves no half-written output.
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
+from orthograd_cli import distributed
 from orthograd_cli.loading import Loaded, load_everything
 from orthograd_cli.methods.observer import Observer
-from orthograd_cli.metrics.evaluation import measure, metrics_from
+from orthograd_cli.metrics.evaluation import measure, metrics_from, score
 from orthograd_cli.metrics.sanity import require_better_than_chance
 from orthograd_cli.models.checkpoint import Checkpoint, save_checkpoint
 from orthograd_cli.outputs import check_not_an_input, check_output_file, claimed_folder
@@ -18,7 +20,7 @@ from orthograd_cli.models.registry import checkpoint_state, load_model
 from orthograd_cli.models.hf_folder import copy_companions
 from orthograd_cli.recipe import Recipe, preprocessing_metadata
 from orthograd_cli.report import BeforeAfter, ForgetReport, provenance, provenance_metadata, write_report
-from orthograd_cli.runtime import Runtime
+from orthograd_cli.runtime import Runtime, pick_device
 
 ADAM_NOTE = ("method.optimizer=adam rescales each coordinate of d, so the update is no longer exactly "
              "orthogonal to the retain gradients (the first-order guarantee holds only for normalized_sgd)")
@@ -40,12 +42,36 @@ def run_forget(model_path: str, manifests: dict, recipe: Recipe, recipe_sha256: 
     loaded = load_everything(model_path, recipe, manifests, arch)
     recipe = loaded.recipe  # with the checkpoint's recorded preprocessing
     check_recipe_fits_task(recipe, loaded.task)
-    for path in extra_outputs:
-        check_output_file(path, [*loaded.input_paths, out_dir])
-        check_not_an_input(path, loaded.sample_paths, resolved=True)
-    with claimed_folder(out_dir, "forget", loaded.input_paths, overwrite, output_bytes(loaded),
-                        loaded.sample_paths) as folder:
-        return forget_into(loaded, recipe, recipe_sha256, folder, Path(out_dir), observer)
+    collective = distributed.start(pick_device(recipe.device))  # None in a single process
+    try:
+        if collective is not None:
+            check_fits_world(recipe, collective.world_size)
+            if collective.rank != 0:  # the same steps and evaluations into a scratch folder; rank 0 writes
+                with tempfile.TemporaryDirectory(prefix="orthograd-rank") as scratch:
+                    _forget_into(loaded, recipe, recipe_sha256, Path(scratch), None)
+                return None
+        for path in extra_outputs:
+            check_output_file(path, [*loaded.input_paths, out_dir])
+            check_not_an_input(path, loaded.sample_paths, resolved=True)
+        with claimed_folder(out_dir, "forget", loaded.input_paths, overwrite, output_bytes(loaded),
+                            loaded.sample_paths) as folder:
+            return forget_into(loaded, recipe, recipe_sha256, folder, Path(out_dir), observer)
+    finally:
+        distributed.stop()
+
+
+def check_fits_world(recipe: Recipe, world_size: int) -> None:
+    """Several processes run OrthoGrad only, and each needs a share of every batch."""
+    from orthograd_cli.errors import UsageError
+
+    if recipe.method.name != "orthograd":
+        raise UsageError(f"method.name={recipe.method.name} runs in one process only (--nproc 1); several "
+                         "processes run orthograd", "drop --nproc or use method.name=orthograd")
+    smallest = min(recipe.method.unlearn_batch_size, recipe.method.retain_batch_size)
+    if smallest < world_size:
+        raise UsageError(f"{world_size} processes need batches of at least {world_size} samples "
+                         f"(unlearn_batch_size {recipe.method.unlearn_batch_size}, retain_batch_size "
+                         f"{recipe.method.retain_batch_size})", "use fewer processes or larger batches")
 
 
 def output_bytes(loaded: Loaded) -> int:
@@ -71,7 +97,9 @@ def _forget_into(loaded: Loaded, recipe: Recipe, recipe_sha256: str, tmp_dir: Pa
     from orthograd_cli.methods.stop import StopRule, split_holdout, stop_target
     from orthograd_cli.models.lora import trainable_model
 
-    runtime = Runtime.from_recipe(recipe)
+    collective = distributed.current()
+    rank, world_size = (collective.rank, collective.world_size) if collective else (0, 1)
+    runtime = Runtime.from_recipe(recipe, rank, world_size)
     spec, task, batch = recipe.method, loaded.task, recipe.eval.batch_size
     sets = dict(loaded.sets)
     forget_update, holdout = split_holdout(sets["forget"], spec.stop.forget_holdout, recipe.seed)
@@ -93,7 +121,7 @@ def _forget_into(loaded: Loaded, recipe: Recipe, recipe_sha256: str, tmp_dir: Pa
     sampler = UnlearnSampler(len(forget_update), retain.manifest.ids, spec.unlearn_batch_size, retain_batch_size,
                              recipe.seed)
     stop = StopRule(target, spec.stop.check_every, holdout or sets["forget"],
-                    lambda m, dataset: task.score(m, dataset, batch, runtime.device),
+                    lambda m, dataset: score(task, m, dataset, batch, runtime.device),
                     {name: sets[name] for name in ("forget_test", "test") if name in sets})
     with runtime.reproducible() as reproducibility:  # the steps and the merge decide the output's bytes
         result = run_unlearning(model, params, forget_update, retain, sampler, stop, direction_fn, task.mean_loss,
@@ -104,6 +132,9 @@ def _forget_into(loaded: Loaded, recipe: Recipe, recipe_sha256: str, tmp_dir: Pa
                     **provenance_metadata(prov)}
         merged = _merged_weights(model, loaded, recipe, tmp_dir, metadata)
     prov.deterministic = reproducibility.deterministic
+    if collective is not None:
+        prov.world_size, prov.distributed_backend = collective.world_size, collective.backend
+        prov.communicated_bytes_per_step = round(collective.sent_bytes / max(1, result.steps))
     save_checkpoint(merged, tmp_dir / "model.safetensors", metadata)
     if loaded.checkpoint.is_folder:  # the output is a model folder too: config, processor and tokenizer files
         copy_companions(loaded.checkpoint.path, tmp_dir)

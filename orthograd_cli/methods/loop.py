@@ -9,6 +9,9 @@ gradients need.
 A step never waits for the device: its losses and diagnostics stay there as tensors and are read
 (float(), which waits) together at the next stop-rule check, which has to read the device anyway.
 A non-finite loss is found there too and named by the step it came from.
+
+With several processes (distributed.py) every rank draws the same global batches and takes its share;
+the stop rule's sets are scored sharded, and rank 0's row is sent to the others, so all stop together.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from orthograd_cli import distributed
 from orthograd_cli.errors import NumericalError
 from orthograd_cli.gradients.projection import global_norm
 from orthograd_cli.methods.observer import Observer
@@ -106,9 +110,13 @@ def run_unlearning(model, params: dict, forget_set, retain_set, sampler: Unlearn
                     per_step[key].append(latest[key])
         unread.clear()
 
+    collective = distributed.current()
+
     def check(step: int) -> bool:
         read_steps()
-        row = stop.check(model, step)
+        row = stop.check(model, step)  # with several processes every rank scores its share of the sets
+        if collective is not None:  # and rank 0's row decides for all
+            row = collective.broadcast(row)
         result.history.append(row)
         observer.check(row)
         return stop.reached(row)
@@ -119,6 +127,8 @@ def run_unlearning(model, params: dict, forget_set, retain_set, sampler: Unlearn
     else:
         for step in range(1, spec.max_steps + 1):
             forget_index, retain_index = sampler.next_step()
+            if collective is not None:  # this rank's share of the same global batches
+                forget_index, retain_index = collective.shard(forget_index), collective.shard(retain_index)
             forget_batch = forget_set.batch(forget_index, runtime.device)
             retain_batch = retain_set.batch(retain_index, runtime.device)
             with runtime.unlearning_passes():

@@ -6,6 +6,8 @@ to first order, optionally blended with descent on the retain batch.
 
 from __future__ import annotations
 
+from orthograd_cli import distributed
+from orthograd_cli.gradients.batching import batch_len
 from orthograd_cli.gradients.per_sample import batch_grad, per_sample_grads
 from orthograd_cli.gradients.projection import global_norm, project, projection_stats
 from orthograd_cli.methods.base import Direction, MethodInfo, alpha_or_default
@@ -19,9 +21,14 @@ def make(model, params, forget_set, retain_set, spec: MethodSpec, loss_fn, seed:
 
 
 def orthograd_direction(model, params: dict, forget_batch, retain_batch, spec: MethodSpec, loss_fn) -> Direction:
+    """With several processes (distributed.py) the batches are this rank's share; the gradients are
+    combined across ranks below, so every rank computes the same direction."""
     projection = spec.projection
+    collective = distributed.current()
     # 1. g_u = ∇θ mean loss(B_u)
     unlearn_grad, unlearn_loss = batch_grad(model, params, *forget_batch, loss_fn)
+    if collective is not None:
+        unlearn_grad, unlearn_loss = collective.average(unlearn_grad, unlearn_loss, batch_len(forget_batch[0]))
     if spec.per_sample.backend == "gram":
         return _gram_direction(model, params, unlearn_grad, unlearn_loss, retain_batch, spec, loss_fn)
 
@@ -29,10 +36,14 @@ def orthograd_direction(model, params: dict, forget_batch, retain_batch, spec: M
     if projection.retain_grads == "per_sample":
         retain_rows, retain_losses = per_sample_grads(model, params, *retain_batch, loss_fn,
                                                       spec.per_sample.backend, spec.per_sample.chunk_size)
+        if collective is not None:
+            retain_rows, retain_losses = collective.gather_rows(retain_rows, retain_losses)
         retain_mean = {n: rows.mean(0) for n, rows in retain_rows.items()}
         retain_loss = retain_losses.mean()
     else:
         retain_mean, retain_loss = batch_grad(model, params, *retain_batch, loss_fn)
+        if collective is not None:
+            retain_mean, retain_loss = collective.average(retain_mean, retain_loss, batch_len(retain_batch[0]))
         retain_rows = {n: g[None] for n, g in retain_mean.items()}
 
     # 3. g⊥ = g_u − Q Qᵀ g_u, Q an orthonormal basis of the rows of G_r

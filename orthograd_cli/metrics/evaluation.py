@@ -17,8 +17,23 @@ FORGOTTEN_SETS = ("forget", "forget_holdout", "forget_test")
 
 
 def measure(model, sets: dict, batch_size: int, device: str, task: Task) -> dict[str, SetResult]:
-    return {name: task.score(model, dataset, batch_size, device) for name, dataset in sets.items()
+    return {name: score(task, model, dataset, batch_size, device) for name, dataset in sets.items()
             if dataset is not None}
+
+
+def score(task: Task, model, dataset, batch_size: int, device: str) -> SetResult:
+    """task.score on the whole set; with several processes (distributed.py) each scores its consecutive share
+    and every process gets the combined result (all must call this together)."""
+    from orthograd_cli import distributed
+
+    collective = distributed.current()
+    if collective is None:
+        return task.score(model, dataset, batch_size, device)
+    import torch
+
+    share = collective.shard(torch.arange(len(dataset)))
+    part = task.score(model, dataset.subset(share), batch_size, device) if len(share) else None
+    return task.combine([p for p in collective.gather_objects(part) if p is not None])
 
 
 def metrics_from(results: dict[str, SetResult], mode: str, task: Task, original: dict[str, SetResult] | None = None,

@@ -21,6 +21,7 @@ class SetResult:
     accuracy: float  # the task's accuracy (speech: word accuracy max(0, 1 − WER))
     losses: "torch.Tensor"  # noqa: F821  per-sample losses (the MIA's feature)
     extra: dict[str, float] = field(default_factory=dict)  # the task's other metrics, e.g. {"wer": 0.12}
+    weight: float | None = None  # what its metrics average over when parts are combined (None: n; speech: words)
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,22 @@ class Task:
 
     def score(self, model, dataset, batch_size: int, device: str) -> SetResult:
         raise NotImplementedError
+
+    def combine(self, parts: list[SetResult]) -> SetResult:
+        """The result of a whole set from the results of its consecutive parts (evaluation sharded over
+        processes): metrics averaged with each part's weight, per-sample losses in order."""
+        import torch
+
+        weights = [part.n if part.weight is None else part.weight for part in parts]
+        total = sum(weights) or 1
+
+        def mean(values):
+            return sum(w * v for w, v in zip(weights, values)) / total
+
+        return SetResult(n=sum(part.n for part in parts), accuracy=mean([part.accuracy for part in parts]),
+                         losses=torch.cat([part.losses for part in parts]),
+                         extra={key: mean([part.extra[key] for part in parts]) for key in parts[0].extra},
+                         weight=sum(weights))
 
     # where a model at chance usually comes from, for the sanity check's error (metrics/sanity.py)
     chance_hint: str = "check the preprocessing, the labels and that this is the trained checkpoint"

@@ -86,8 +86,16 @@ class AsrTask(Task):
         from orthograd_cli.tasks.asr.data import transcripts
 
         hypotheses, losses = transcribe(model, audio_set, batch_size, device)
-        wer = word_error_rate(transcripts(audio_set), hypotheses)
-        return SetResult(n=len(audio_set), accuracy=word_accuracy(wer), losses=losses, extra={"wer": wer})
+        references = transcripts(audio_set)
+        wer = word_error_rate(references, hypotheses)
+        return SetResult(n=len(audio_set), accuracy=word_accuracy(wer), losses=losses, extra={"wer": wer},
+                         weight=sum(len(text.split()) for text in references))  # corpus WER: edits / words
+
+    def combine(self, parts):
+        """WER averaged over the parts' reference words (= total edits / total words); accuracy from it."""
+        whole = super().combine(parts)
+        whole.accuracy = word_accuracy(whole.extra["wer"])
+        return whole
 
 
 def in_vocabulary_case(text: str, vocab: list[str] | None) -> str:

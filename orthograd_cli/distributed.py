@@ -1,0 +1,137 @@
+"""Several processes, one run: who this process is, and the few collectives a data-parallel step needs.
+
+`orthograd forget --nproc N` (cli/launch.py) or `torchrun --nproc-per-node N -m orthograd_cli forget …` start
+N processes with RANK, WORLD_SIZE and MASTER_ADDR/PORT in their environment; `start()` joins them into a
+process group (gloo on the CPU, NCCL on CUDA). Every rank loads the same inputs and draws the same global
+batches from the same seeded sampler; a step then works on this rank's contiguous share of them:
+
+- the unlearn gradient and its loss: each rank's mean, weighted by its share and summed (all-reduce);
+- the per-sample retain rows (hooks, vmap, loop) or the gram backend's layer inputs and output gradients:
+  gathered from every rank in rank order (all-gather), so every rank holds what one process would have;
+
+and the projection, the update and so the LoRA weights come out the same on every rank. Evaluation is
+sharded the same way (each rank scores its share of a set, the parts are combined: metrics/evaluation.py).
+Rank 0 decides the stop rule and writes the outputs; the others compute in a scratch folder and stay quiet. `Collective.sent_bytes` counts what this rank put
+into collectives, for the report and benchmarks/distributed.py.
+"""
+
+from __future__ import annotations
+
+import os
+
+_CURRENT: "Collective | None" = None
+
+
+def launched() -> bool:
+    """Whether a launcher (ours or torchrun) started this process as one rank of several (or of a group of 1)."""
+    return "WORLD_SIZE" in os.environ and "RANK" in os.environ
+
+
+def current() -> "Collective | None":
+    """The process group this run belongs to, or None for a single process."""
+    return _CURRENT
+
+
+def start(device: str) -> "Collective | None":
+    """Join the launcher's process group (once); None when not launched as a rank."""
+    global _CURRENT
+    if _CURRENT is not None or not launched():
+        return _CURRENT
+    import datetime
+
+    import torch
+    import torch.distributed as dist
+
+    backend = "nccl" if device.startswith("cuda") else "gloo"
+    if backend == "nccl":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+    # a peer that dies leaves the others blocked in a collective: the launcher ends them; the timeout is the backstop
+    dist.init_process_group(backend, timeout=datetime.timedelta(seconds=int(os.environ.get("ORTHOGRAD_DIST_TIMEOUT",
+                                                                                           "120"))))
+    _CURRENT = Collective(dist.get_rank(), dist.get_world_size(), backend)
+    return _CURRENT
+
+
+def stop() -> None:
+    global _CURRENT
+    if _CURRENT is not None:
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
+        _CURRENT = None
+
+
+class Collective:
+    def __init__(self, rank: int, world_size: int, backend: str):
+        self.rank, self.world_size, self.backend = rank, world_size, backend
+        self.sent_bytes = 0
+
+    def shard(self, index):
+        """This rank's contiguous share of a global batch's indices (rank order = batch order)."""
+        return index.tensor_split(self.world_size)[self.rank]
+
+    def average(self, grads: dict, loss, count: int):
+        """(Σ_r n_r·g_r / Σ_r n_r, the same for the loss): the global batch's mean gradient and loss from each
+        rank's mean over its n_r samples, in one all-reduce."""
+        import torch
+        import torch.distributed as dist
+
+        names = list(grads)
+        reference = grads[names[0]]
+        parts = [(grads[n].reshape(-1) * count).to(torch.float64) for n in names]
+        buffer = torch.cat([*parts, (loss.detach().reshape(1) * count).to(torch.float64),
+                            torch.tensor([float(count)], dtype=torch.float64, device=reference.device)])
+        self.sent_bytes += buffer.numel() * buffer.element_size()
+        dist.all_reduce(buffer)
+        total = buffer[-1]
+        pieces = (buffer[:-1] / total).split([g.numel() for g in grads.values()] + [1])
+        averaged = {n: piece.view_as(grads[n]).to(grads[n].dtype) for n, piece in zip(names, pieces)}
+        return averaged, pieces[-1][0].to(loss.dtype)
+
+    def gather(self, tensor):
+        """Every rank's `tensor` concatenated along dim 0 in rank order. Shapes may differ past dim 0 (padded
+        speech batches): each is zero-padded to the largest for the exchange and the result keeps the
+        largest shape, which the callers' padding already means (zero inputs and zero output gradients)."""
+        import torch
+        import torch.distributed as dist
+
+        shape = torch.tensor(tensor.shape, dtype=torch.long, device=tensor.device)
+        shapes = [torch.empty_like(shape) for _ in range(self.world_size)]
+        dist.all_gather(shapes, shape)
+        shapes = [tuple(s.tolist()) for s in shapes]
+        largest = [max(s[d] for s in shapes) for d in range(tensor.dim())]
+        padded = torch.zeros((largest[0], *largest[1:]), dtype=tensor.dtype, device=tensor.device)
+        padded[tuple(slice(0, n) for n in tensor.shape)] = tensor
+        received = [torch.empty_like(padded) for _ in range(self.world_size)]
+        self.sent_bytes += padded.numel() * padded.element_size()
+        dist.all_gather(received, padded.contiguous())
+        return torch.cat([part[:s[0]] for part, s in zip(received, shapes)])
+
+    def gather_rows(self, rows: dict, losses):
+        """The per-sample rows {name: (k_r, *shape)} and losses (k_r,) of every rank, in one all-gather."""
+        import torch
+
+        names = list(rows)
+        count = losses.shape[0]
+        flat = torch.cat([rows[n].reshape(count, -1) for n in names] + [losses.detach().reshape(count, 1).to(
+            rows[names[0]].dtype)], dim=1)
+        gathered = self.gather(flat)
+        pieces = gathered.split([rows[n][0].numel() for n in names] + [1], dim=1)
+        return ({n: piece.reshape(-1, *rows[n].shape[1:]) for n, piece in zip(names, pieces)},
+                pieces[-1][:, 0].to(losses.dtype))
+
+    def gather_objects(self, value) -> list:
+        """Every rank's `value` (a picklable Python value: a set's scored part), in rank order."""
+        import torch.distributed as dist
+
+        received = [None] * self.world_size
+        dist.all_gather_object(received, value)
+        return received
+
+    def broadcast(self, value):
+        """Rank 0's `value` (any picklable Python value: a stop-rule row) on every rank."""
+        import torch.distributed as dist
+
+        box = [value if self.rank == 0 else None]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]

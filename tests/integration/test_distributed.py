@@ -1,0 +1,114 @@
+"""Data-parallel OrthoGrad (`forget --nproc 2`, gloo on the CPU): the same checkpoint and report as one process
+on the same global batches, and a run that loses a rank ends at once with nothing written."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from orthograd_cli.cli.app import _requested_processes
+from orthograd_cli.cli.launch import without_nproc
+from tests.conftest import FORGET_CLASS
+from tests.integration.test_interrupt import nothing_left, start
+
+SHORT = ["--set", "method.max_steps=6", "--set", "method.stop.check_every=3", "--set",
+         "method.unlearn_batch_size=16", "--set", "method.retain_batch_size=16"]
+
+
+def forget_args(trained_model, digits, out, settings) -> list[str]:
+    folder = digits / f"class{FORGET_CLASS}"
+    return ["forget", str(trained_model), "--forget", str(folder / "forget.csv"), "--retain",
+            str(folder / "retain.csv"), "--test", str(digits / "test.csv"), "--recipe", "resnet18_digits_class",
+            "--out", str(out), "--json", "--quiet", *SHORT, *[arg for s in settings for arg in ("--set", s)]]
+
+
+def flat(tree: dict, prefix: str = "") -> dict:
+    """A nested report section as {"after.forget_acc.value": 0.97, …}."""
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(flat(value, f"{prefix}{key}."))
+        else:
+            out[prefix + key] = value
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("settings", [
+    [],  # per_tensor scope, hooks backend
+    ["method.projection.scope=global"],
+    ["method.per_sample.backend=gram", "method.projection.scope=global"],
+], ids=["per_tensor", "global", "gram-backend"])
+def test_two_processes_write_what_one_process_writes(cli, trained_model, digits, tmp_path, settings):
+    single = cli(*forget_args(trained_model, digits, tmp_path / "one", settings))
+    assert single.code == 0, single.err
+    two = subprocess.run([sys.executable, "-m", "orthograd_cli",
+                          *forget_args(trained_model, digits, tmp_path / "two", settings), "--nproc", "2"],
+                         capture_output=True, text=True, timeout=600)
+    assert two.returncode == 0, two.stderr
+    one_report, two_report = json.loads(single.out), json.loads(two.stdout)
+    assert two.stdout.count('"schema_version"') == 1  # rank 0 alone reports
+    assert (two_report["provenance"]["world_size"], two_report["provenance"]["distributed_backend"]) == (2, "gloo")
+    assert two_report["provenance"]["communicated_bytes_per_step"] > 0
+    assert two_report["steps"] == one_report["steps"] > 0
+    # the same metrics; a combined accuracy is a float64 mean of the parts', one process's a float32 ratio
+    assert flat(two_report["metrics"]).keys() == flat(one_report["metrics"]).keys()
+    for key, value in flat(one_report["metrics"]).items():
+        other = flat(two_report["metrics"])[key]
+        assert other == (pytest.approx(value, rel=1e-6) if isinstance(value, float) else value), key
+    one, two_weights = load_file(tmp_path / "one/model.safetensors"), load_file(tmp_path / "two/model.safetensors")
+    assert one.keys() == two_weights.keys()
+    for name, tensor in one.items():
+        # the same sums in another order (each rank's mean, then their weighted sum): float32 rounding apart
+        difference = (two_weights[name].double() - tensor.double()).norm() / tensor.double().norm().clamp_min(1e-30)
+        assert float(difference) <= 1e-5, name
+    original = load_file(trained_model)
+    assert any(not torch.equal(one[name], original[name]) for name in one)  # the runs did change weights
+
+
+@pytest.mark.slow
+def test_killing_one_rank_ends_every_rank_and_leaves_nothing(trained_model, digits, tmp_path):
+    out = tmp_path / "run"
+    launcher = start("forget", trained_model, digits, out, "--nproc", "2")
+    ranks = {}
+    deadline = time.monotonic() + 60
+    while len(ranks) < 2 and time.monotonic() < deadline:
+        for child in psutil.Process(launcher.pid).children():
+            ranks[child.environ().get("RANK")] = child
+        time.sleep(0.1)
+    assert set(ranks) == {"0", "1"}
+    ranks["1"].kill()
+    killed = time.monotonic()
+    _, err = launcher.communicate(timeout=60)
+    assert time.monotonic() - killed < 15, "the other rank went on"
+    assert launcher.returncode != 0, err
+    assert not ranks["0"].is_running() or ranks["0"].status() == psutil.STATUS_ZOMBIE
+    assert "Traceback" not in err
+    assert nothing_left(out)
+
+
+def test_other_methods_refuse_several_processes_and_write_nothing(trained_model, digits, tmp_path):
+    out = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-m", "orthograd_cli",
+                           *forget_args(trained_model, digits, out, ["method.name=neggrad_plus"]), "--nproc", "2"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr
+    assert "runs in one process only" in done.stderr and "Traceback" not in done.stderr
+    assert nothing_left(out)
+
+
+def test_the_launcher_reads_and_drops_nproc():
+    assert _requested_processes(["forget", "m", "--nproc", "3"]) == 3
+    assert _requested_processes(["forget", "m", "--nproc=2"]) == 2
+    assert _requested_processes(["forget", "m", "--nproc", "x"]) == 1  # Typer's own parsing reports it
+    assert _requested_processes(["evaluate", "m", "--nproc", "2"]) == 1
+    assert without_nproc(["forget", "m", "--nproc", "2", "--json"]) == ["forget", "m", "--json"]
+    assert without_nproc(["forget", "--nproc=2", "m"]) == ["forget", "m"]
+    assert torch.distributed.is_available()

@@ -11,8 +11,9 @@ batches from the same seeded sampler; a step then works on this rank's contiguou
 
 and the projection, the update and so the LoRA weights come out the same on every rank. Evaluation is
 sharded the same way (each rank scores its share of a set, the parts are combined: metrics/evaluation.py).
-Rank 0 decides the stop rule and writes the outputs; the others compute in a scratch folder and stay quiet. `Collective.sent_bytes` counts what this rank put
-into collectives, for the report and benchmarks/distributed.py.
+Rank 0 decides the stop rule and writes the outputs; the others compute in a scratch folder and stay quiet.
+`Collective.sent_bytes` counts what this rank put into collectives, for the report and
+benchmarks/distributed.py.
 """
 
 from __future__ import annotations
@@ -46,8 +47,8 @@ def start(device: str) -> "Collective | None":
     if backend == "nccl":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
     # a peer that dies leaves the others blocked in a collective: the launcher ends them; the timeout is the backstop
-    dist.init_process_group(backend, timeout=datetime.timedelta(seconds=int(os.environ.get("ORTHOGRAD_DIST_TIMEOUT",
-                                                                                           "120"))))
+    timeout = datetime.timedelta(seconds=int(os.environ.get("ORTHOGRAD_DIST_TIMEOUT", "120")))
+    dist.init_process_group(backend, timeout=timeout)
     _CURRENT = Collective(dist.get_rank(), dist.get_world_size(), backend)
     return _CURRENT
 
@@ -98,7 +99,7 @@ class Collective:
         shape = torch.tensor(tensor.shape, dtype=torch.long, device=tensor.device)
         shapes = [torch.empty_like(shape) for _ in range(self.world_size)]
         dist.all_gather(shapes, shape)
-        shapes = [tuple(s.tolist()) for s in shapes]
+        shapes = [tuple(s.tolist()) for s in shapes]  # the one read-back of a gather (on a GPU: one wait)
         largest = [max(s[d] for s in shapes) for d in range(tensor.dim())]
         padded = torch.zeros((largest[0], *largest[1:]), dtype=tensor.dtype, device=tensor.device)
         padded[tuple(slice(0, n) for n in tensor.shape)] = tensor

@@ -202,8 +202,9 @@ class Recipe(_Section):
     seed: int = Field(0, ge=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["float32", "bf16"] = Field(
-        "float32", description="bf16: unlearning forward/backward passes under autocast(bfloat16); gradients, "
-                               "projection (float64) and update stay in float32 or higher. Evaluation runs in float32")
+        "float32", description="bf16: unlearning forward/backward passes and per-sample rows under "
+                               "autocast(bfloat16); gradients come back as float32, projection (float64) and update "
+                               "stay in float32 or higher. Evaluation runs in float32")
     deterministic: bool = Field(
         True, description="deterministic kernels (torch.use_deterministic_algorithms; on CUDA also "
                           "CUBLAS_WORKSPACE_CONFIG), so that same-seed runs on the same device type write the same "

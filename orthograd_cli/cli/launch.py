@@ -1,9 +1,10 @@
 """`orthograd forget --nproc N`: run the same command as N processes on this machine (data-parallel OrthoGrad).
 
 What torchrun does for one node, without its error reports: each child gets RANK, LOCAL_RANK, WORLD_SIZE,
-a free MASTER_PORT and its share of the cores (OMP_NUM_THREADS, unless set), and runs `python -m orthograd_cli` with the same arguments minus --nproc. When one
-child ends with an error (or is killed), the others are stopped at once (SIGTERM: they clean up and leave
-nothing at --out), and this process exits with the first failing child's code; rank 0's code otherwise.
+a free MASTER_PORT and its share of the cores (OMP_NUM_THREADS, unless set), and runs
+`python -m orthograd_cli` with the same arguments minus --nproc. When one child ends with an error (or is
+killed), the others are stopped at once (SIGTERM: they clean up and leave nothing at --out), and this
+process exits with the first failing child's code; rank 0's code otherwise.
 Ctrl-C and SIGTERM here are passed on to every child.
 """
 

@@ -19,9 +19,9 @@ _AUTOCAST: ContextVar = ContextVar("orthograd_autocast", default=None)
 def pass_precision(precision: str, device: str):
     """Within this block, `forward` runs the model under autocast(bfloat16) for `precision: bf16`.
 
-    Only the model's forward (and so its backward) is lowered: outputs come back as float32, and
-    the per-sample gradients, the projection and the update, computed outside `forward`, stay in
-    float32 or float64. Parameters stay float32, so their gradients do too.
+    Lowered: the model's forward (and so its backward) and the hooks backend's per-sample outer
+    products (`lowered`). Outputs and rows come back as float32; the projection (float64 k×k systems)
+    and the update stay in float32 or float64. Parameters stay float32, so their gradients do too.
     """
     import torch
 
@@ -46,6 +46,19 @@ def forward(model, inputs):
     if isinstance(outputs, tuple):
         return tuple(o.float() if o.is_floating_point() else o for o in outputs)
     return outputs.float()
+
+
+def lowered(block_fn):
+    """block_fn() under autocast when the passes run in bf16 (the per-sample rows' outer products, which cost
+    as much as a backward pass), its floating results back in float32 for the projection; plain otherwise."""
+    setting = _AUTOCAST.get()
+    if setting is None:
+        return block_fn()
+    import torch
+
+    with torch.autocast(device_type=setting[0], dtype=setting[1]):
+        result = block_fn()
+    return result.float() if result.is_floating_point() else result
 
 
 def batch_len(batch) -> int:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from orthograd_cli.gradients.batching import at_least_float32, batch_len, forward, rows
+from orthograd_cli.gradients.batching import at_least_float32, batch_len, forward, lowered, rows
 
 
 class HooksUnsupported(Exception):
@@ -119,7 +119,9 @@ def hook_grads(model, params: dict, inputs, labels, loss_fn: Callable):
     for key, members in by_module.items():
         layer_input, delta = layers.pop(key)
         for name, module, attribute in members:
-            grads[name] = _weight_grad(module, layer_input, delta) if attribute == "weight" else \
-                _bias_grad(module, delta)
+            if attribute == "weight":  # in bf16 under `precision: bf16`, returned as float32
+                grads[name] = lowered(lambda: _weight_grad(module, layer_input, delta))
+            else:
+                grads[name] = _bias_grad(module, delta)
         del layer_input, delta
     return {name: grads[name] for name in params}, losses  # the caller's order

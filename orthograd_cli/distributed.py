@@ -1,8 +1,8 @@
 """Several processes, one run: who this process is, and the few collectives a data-parallel step needs.
 
-`orthograd forget --nproc N` (cli/launch.py) or `torchrun --nproc-per-node N -m orthograd_cli forget …` start
-N processes with RANK, WORLD_SIZE and MASTER_ADDR/PORT in their environment; `start()` joins them into a
-process group (gloo on the CPU, NCCL on CUDA). Every rank loads the same inputs and draws the same global
+`orthograd forget --nproc N` (cli/launch.py) or `torchrun --standalone --nproc-per-node N -m orthograd_cli
+forget …` start N processes with RANK, WORLD_SIZE and MASTER_ADDR/PORT in their environment; `start()` joins
+them into a process group (gloo on the CPU, NCCL on CUDA). Every rank loads the same inputs and draws the same global
 batches from the same seeded sampler; a step then works on this rank's contiguous share of them:
 
 - the unlearn gradient and its loss: each rank's mean, weighted by its share and summed (all-reduce);

@@ -54,8 +54,8 @@ def forget(
         "--plot", help="Also draw the trade-off over the run (forget vs test, at each check) as a PNG.")] = None,
     nproc: Annotated[int, typer.Option(
         "--nproc", min=1, help="Run the steps as N processes on this machine (data-parallel OrthoGrad; gloo on "
-                               "the CPU, NCCL on GPUs). Same as torchrun --nproc-per-node N -m orthograd_cli "
-                               "forget ...")] = 1,
+                               "the CPU, NCCL on GPUs). Same as torchrun --standalone --nproc-per-node N "
+                               "-m orthograd_cli forget ...")] = 1,
 ) -> None:
     """Make MODEL forget the --forget samples while keeping what --retain shows (OrthoGrad)."""
     from orthograd_cli.cli.output import Output, metrics_table

@@ -81,8 +81,8 @@ def _gram_direction(model, params, unlearn_grad, unlearn_loss, retain_batch, spe
     unlearn_norm = global_norm(unlearn_grad)
     # ‖g⊥‖² = ‖g_u‖² − 2cᵀb + cᵀKc  (b = G_r g_u, K = G_r G_rᵀ)
     kept_sq = unlearn_norm ** 2 - 2 * coeffs @ along + coeffs @ gram @ coeffs
-    stats = ProjectionStats(retain_rank=rank, kept_norm_ratio=kept_sq.clamp_min(0).sqrt() / unlearn_norm.clamp_min(1e-30),
-                            conflict_share=conflict_share(along))
+    kept_norm_ratio = kept_sq.clamp_min(0).sqrt() / unlearn_norm.clamp_min(1e-30)
+    stats = ProjectionStats(retain_rank=rank, kept_norm_ratio=kept_norm_ratio, conflict_share=conflict_share(along))
     return Direction(update=update, unlearn_loss=unlearn_loss, retain_loss=retain_losses.mean(),
                      unlearn_grad_norm=unlearn_norm, stats=stats)
 

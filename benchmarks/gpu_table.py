@@ -89,10 +89,20 @@ def peak_gib(device: str) -> float | None:
     return torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None
 
 
-def measure_row(name: str, row, device: str, repeats: int, columns=COLUMNS) -> list[str]:
-    recipe, info, batch, loss_fn, ks = row
+def forget_batch_size(device: str) -> int:
+    return 32 if device == "cuda" else 4  # the CPU (--quick) only tests the script
+
+
+def prepared(row, device: str):
+    """(model, its trainable parameters, a forget batch) for one row, on the device."""
+    recipe, info, batch, _, _ = row
     model, params = trainable_model(build_model(info).to(device).eval(), recipe, info)
-    forget = to(batch(32 if device == "cuda" else 4), device)
+    return model, params, to(batch(forget_batch_size(device)), device)
+
+
+def measure_row(name: str, row, device: str, repeats: int, columns=COLUMNS) -> list[str]:
+    recipe, _, batch, loss_fn, ks = row
+    model, params, forget = prepared(row, device)
     lines = []
     for k in ks:
         retain = to(batch(k), device)
@@ -123,9 +133,9 @@ def measure_row(name: str, row, device: str, repeats: int, columns=COLUMNS) -> l
 
 
 def bf16_ratios(row, device: str, repeats: int, k: int) -> str:
-    recipe, info, batch, loss_fn, _ = row
-    model, params = trainable_model(build_model(info).to(device).eval(), recipe, info)
-    forget, retain = to(batch(32 if device == "cuda" else 4), device), to(batch(k), device)
+    recipe, _, batch, loss_fn, _ = row
+    model, params, forget = prepared(row, device)
+    retain = to(batch(k), device)
     spec = recipe.method.model_copy(deep=True)
     times = {}
     for precision in ("float32", "bf16"):
@@ -192,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     quick = args.quick
     repeats = 1 if quick else args.repeats
     where = torch.cuda.get_device_name() if device == "cuda" else f"cpu, {torch.get_num_threads()} threads"
-    print(f"device: {where}; median of {repeats} after a warm-up; forget batch {32 if device == 'cuda' else 4}")
+    print(f"device: {where}; median of {repeats} after a warm-up; forget batch {forget_batch_size(device)}")
     print("| setting | NegGrad+ | " + " | ".join(COLUMNS) + " |")
     print("|---|---|" + "---|" * len(COLUMNS))
     big, seconds = (64, 0.5) if quick else (224, 4.0)

@@ -73,18 +73,12 @@ def _requested_processes(args: list[str]) -> int:
     """N of `forget … --nproc N` when this process is not itself a rank; 1 otherwise (also when N is not a
     number: the command's own parsing then says so)."""
     from orthograd_cli import distributed
+    from orthograd_cli.cli.launch import split_nproc
 
     if not args or args[0] != "forget" or distributed.launched():
         return 1
-    for i, arg in enumerate(args):
-        if arg == "--nproc":
-            value = args[i + 1] if i + 1 < len(args) else ""
-        elif arg.startswith("--nproc="):
-            value = arg.partition("=")[2]
-        else:
-            continue
-        return int(value) if value.isdigit() else 1
-    return 1
+    value, _ = split_nproc(args)
+    return int(value) if value and value.isdigit() else 1
 
 
 def _print_error(message: str, hint: str | None) -> None:

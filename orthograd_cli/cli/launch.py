@@ -18,17 +18,17 @@ import sys
 import time
 
 
-def without_nproc(argv: list[str]) -> list[str]:
-    """argv with `--nproc N` / `--nproc=N` taken out."""
-    out, skip = [], False
-    for arg in argv:
-        if skip:
-            skip = False
-        elif arg == "--nproc":
-            skip = True
-        elif not arg.startswith("--nproc="):
-            out.append(arg)
-    return out
+def split_nproc(argv: list[str]) -> tuple[str | None, list[str]]:
+    """(the value of `--nproc N` / `--nproc=N`, or None; argv without it)."""
+    value, rest, args = None, [], iter(argv)
+    for arg in args:
+        if arg == "--nproc":
+            value = next(args, "")
+        elif arg.startswith("--nproc="):
+            value = arg.partition("=")[2]
+        else:
+            rest.append(arg)
+    return value, rest
 
 
 def free_port() -> int:
@@ -47,7 +47,7 @@ def launch(nproc: int, argv: list[str]) -> int:
         env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(nproc),
                "LOCAL_WORLD_SIZE": str(nproc), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
                "OMP_NUM_THREADS": threads}
-        children.append(subprocess.Popen([sys.executable, "-m", "orthograd_cli", *without_nproc(argv)], env=env))
+        children.append(subprocess.Popen([sys.executable, "-m", "orthograd_cli", *split_nproc(argv)[1]], env=env))
 
     def pass_on(signum, _frame):
         for child in children:

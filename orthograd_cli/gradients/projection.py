@@ -180,7 +180,7 @@ def _project_gram(names, flat_g, flat_rows, scope: str, rank_tol: float, solver:
     groups = _size_groups(names, flat_g, k)
     projected, ranks, dots = {}, [], 0
 
-    def keep(group, out):
+    def store(group, out):
         for n, piece in zip(group, out):
             projected[n] = piece.to(flat_g[n].dtype)
 
@@ -189,7 +189,7 @@ def _project_gram(names, flat_g, flat_rows, scope: str, rank_tol: float, solver:
             stacked = _stacked(group, flat_g, flat_rows, k)
             gram, along = _blocks(stacked, k)
             coeffs, rank = gram_coefficients(gram, along, rank_tol, solver)
-            keep(group, _remove(stacked, coeffs, k))
+            store(group, _remove(stacked, coeffs, k))
             ranks.append(rank.max())
             dots = dots + along.sum(0)
         return projected, torch.stack(ranks).max(), dots
@@ -205,7 +205,7 @@ def _project_gram(names, flat_g, flat_rows, scope: str, rank_tol: float, solver:
     coeffs, rank = gram_coefficients(gram, dots, rank_tol, solver)
     for group, stacked in zip(groups, kept):
         stacked = stacked if stacked is not None else _stacked(group, flat_g, flat_rows, k)
-        keep(group, _remove(stacked, coeffs.expand(len(group), -1), k))
+        store(group, _remove(stacked, coeffs.expand(len(group), -1), k))
     return projected, rank, dots
 
 
@@ -233,12 +233,8 @@ def project(unlearn_grad: dict, retain_rows: dict, scope: str = "per_tensor", ra
             projected[n] = piece.view_as(unlearn_grad[n])
         max_rank = rank.max()
     else:
-        # Tensors of equal size share one batched QR instead of a Python loop of small ones.
-        by_size: dict[int, list[str]] = {}
-        for n in names:
-            by_size.setdefault(flat_g[n].numel(), []).append(n)
         ranks = []
-        for group in by_size.values():
+        for group in _size_groups(names, flat_g, k):  # equal-size tensors: one batched QR, not a loop of small ones
             vectors = torch.stack([flat_g[n] for n in group])
             rows = torch.stack([flat_rows[n] for n in group])
             out, rank = project_batched(vectors, rows, rank_tol)

@@ -27,7 +27,7 @@ def rectify(r, t):
     r_flat, t_flat = r.reshape(-1), t.reshape(-1)
     dot = r_flat @ t_flat
     # both branches computed and one picked on the device: an `if` on `dot` would wait for it every step
-    conflict = (dot < 0) & (t_flat.norm() > 0) & (r_flat.norm() > 0)
+    conflict = dot < 0  # (a negative dot product means neither tensor is zero)
     r_new = r_flat - dot / (t_flat @ t_flat).clamp_min(1e-30) * t_flat
     t_new = t_flat - dot / (r_new @ r_new).clamp_min(1e-30) * r_new
     return torch.where(conflict, r_new, r_flat).view_as(r), torch.where(conflict, t_new, t_flat).view_as(t)

@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 from orthograd_cli.cli.app import _requested_processes
-from orthograd_cli.cli.launch import without_nproc
+from orthograd_cli.cli.launch import split_nproc
 from tests.conftest import FORGET_CLASS
 from tests.integration.test_interrupt import nothing_left, start
 
@@ -113,6 +113,6 @@ def test_the_launcher_reads_and_drops_nproc():
     assert _requested_processes(["forget", "m", "--nproc=2"]) == 2
     assert _requested_processes(["forget", "m", "--nproc", "x"]) == 1  # Typer's own parsing reports it
     assert _requested_processes(["evaluate", "m", "--nproc", "2"]) == 1
-    assert without_nproc(["forget", "m", "--nproc", "2", "--json"]) == ["forget", "m", "--json"]
-    assert without_nproc(["forget", "--nproc=2", "m"]) == ["forget", "m"]
+    assert split_nproc(["forget", "m", "--nproc", "2", "--json"]) == ("2", ["forget", "m", "--json"])
+    assert split_nproc(["forget", "--nproc=2", "m"]) == ("2", ["forget", "m"])
     assert torch.distributed.is_available()

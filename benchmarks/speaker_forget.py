@@ -39,21 +39,26 @@ def main() -> None:
     model = speech_checkpoint(corpus)
     reference = speech_checkpoint(corpus, str(voice.relative_to(corpus) / "train_without.csv"),
                                   name="wav2vec2_digits_without_voice")
+    compare(model, reference, voice, RECIPE, VARIANTS, args.seeds)
+
+
+def compare(model, reference, voice, recipe_name: str, variants: dict, seeds: int) -> None:
+    """The original and the reference evaluated, each variant run with `seeds` seeds; a table of WERs."""
     manifests = {name: voice / f"{name}.csv" for name in ("forget", "retain", "test", "forget_test")}
-    recipe, sha = load_recipe(RECIPE)
+    recipe, sha = load_recipe(recipe_name)
     evaluated = run_evaluate(str(model), {n: manifests[n] for n in SETS}, recipe, sha,
                              reference_path=str(reference)).model_dump(mode="json")
     rows = {"original": [evaluated["metrics"]], "retrained without the voice": [evaluated["reference_metrics"]]}
     steps = {}
-    for label, overrides in VARIANTS.items():
+    for label, overrides in variants.items():
         rows[label], steps[label] = [], []
-        for seed in range(args.seeds):
-            recipe, sha = load_recipe(RECIPE, overrides + [f"seed={seed}"])
+        for seed in range(seeds):
+            recipe, sha = load_recipe(recipe_name, overrides + [f"seed={seed}"])
             report = run_forget(str(model), manifests, recipe, sha, str(cache_dir() / "speaker_run"), overwrite=True
                                 ).model_dump(mode="json")
             rows[label].append(report["metrics"]["after"])
             steps[label].append(report["steps"])
-    print(f"forget voice {FORGET_VOICE}; WER, mean ± std over {args.seeds} seed(s) for the methods")
+    print(f"forget voice {FORGET_VOICE}, recipe {recipe_name}; WER, mean ± std over {seeds} seed(s) for the methods")
     print(f"{'model':>28} {'steps':>9} " + " ".join(f"{name + ' WER':>18}" for name in SETS))
     for name, metrics in rows.items():
         cells = []

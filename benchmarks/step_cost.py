@@ -55,12 +55,15 @@ def median_time(fn, repeats: int) -> float:
     return statistics.median(timed() for _ in range(repeats))
 
 
-def parse_args(argv: list[str] | None = None):
-    """--ks, --repeats and --device (shared with step_cost_asr.py); returns (args, resolved device)."""
+def parse_args(argv: list[str] | None = None, models: tuple[str, ...] = ()):
+    """--ks, --repeats, --device and, where `models` are given, --model (shared with step_cost_asr.py);
+    returns (args, resolved device)."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--ks", default="16,64,128")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    if models:
+        parser.add_argument("--model", choices=models, default=models[0])
     args = parser.parse_args(argv)
     return args, pick_device(args.device)
 

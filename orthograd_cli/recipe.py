@@ -65,7 +65,8 @@ class LoraSpec(_Section):
     enabled: bool = Field(True, description="false trains the full parameters (the paper's ablation)")
     r: int = Field(8, ge=1, le=1024)
     alpha: float = Field(16.0, gt=0)
-    target_modules: list[str] | None = Field(None, description="module names; default depends on the architecture")
+    target_modules: list[str] | None = Field(None, description="module names, or patterns with * (every Linear/"
+                                             "Conv2d whose name matches); default depends on the architecture")
 
 
 class ProjectionSpec(_Section):

@@ -167,6 +167,14 @@ def hf_ctc_folder(speech_cache, speech_corpus) -> Path:
 
 
 @pytest.fixture(scope="session")
+def whisper_folder(speech_cache, speech_corpus) -> Path:
+    """The demo's tiny Whisper folder (jobs/demo_whisper.py) trained on every voice (about 90 s)."""
+    from orthograd_cli.jobs.demo_whisper import whisper_checkpoint
+
+    return whisper_checkpoint(speech_corpus)
+
+
+@pytest.fixture(scope="session")
 def hf_vit_folder(tmp_path_factory, digits) -> Path:
     """A tiny Hugging Face ViTForImageClassification folder trained on the digits (about 25 s)."""
     from tests.hf_models import trained_vit

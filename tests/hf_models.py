@@ -137,3 +137,32 @@ def trained_vit(folder: Path, digits: Path, epochs: int = 30, seed: int = 0) -> 
     return trained_in_place(folder, lambda f: tiny_vit(f, seed=seed), digits / "train.csv",
                             lambda model, data: train_classifier(model, data, epochs=epochs, batch_size=64, lr=2e-3,
                                                                  seed=seed))
+
+
+def hf_whisper_transcripts(folder: Path, manifest: Path, batch_size: int) -> tuple[list[str], list[str]]:
+    """(references, hypotheses) decoded independently of orthograd: the folder's own feature extractor,
+    tokenizer and generation config via from_pretrained, Whisper's own `generate` (English, transcribe),
+    soundfile for the audio; both sides through Whisper's basic text normaliser."""
+    import csv
+
+    import soundfile as sf
+    import torch
+    import transformers
+    from transformers.models.whisper.english_normalizer import BasicTextNormalizer
+
+    extractor = transformers.WhisperFeatureExtractor.from_pretrained(str(folder))
+    tokenizer = transformers.WhisperTokenizer.from_pretrained(str(folder))
+    model = transformers.WhisperForConditionalGeneration.from_pretrained(str(folder)).eval()
+    normalise = BasicTextNormalizer()
+    with open(manifest) as handle:
+        rows = list(csv.DictReader(handle))
+    references, hypotheses = [], []
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start:start + batch_size]
+        audio = [sf.read(str(manifest.parent / row["path"]), dtype="float32")[0] for row in chunk]
+        features = extractor(audio, sampling_rate=extractor.sampling_rate, return_tensors="pt").input_features
+        with torch.no_grad():
+            ids = model.generate(features, language="en", task="transcribe")
+        hypotheses += [" ".join(normalise(text).split()) for text in tokenizer.batch_decode(ids, skip_special_tokens=True)]
+        references += [" ".join(normalise(row["transcript"]).split()) for row in chunk]
+    return references, hypotheses

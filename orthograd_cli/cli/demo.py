@@ -14,6 +14,8 @@ Examples:
   orthograd demo            # about a minute on 2 CPU cores; writes ./orthograd-demo/{class,sample}/
 
   orthograd demo asr        # speech: under 2 minutes the first time; needs espeak-ng; ./orthograd-demo/speaker/
+
+  orthograd demo asr --model whisper   # the same with a tiny Whisper (a Hugging Face folder), about 2 minutes
 """
 
 
@@ -22,27 +24,39 @@ class Scenario(str, Enum):
     asr = "asr"
 
 
+class SpeechModel(str, Enum):
+    wav2vec2 = "wav2vec2"
+    whisper = "whisper"
+
+
 def demo(
     scenario: Annotated[Scenario, typer.Argument(help="image: forget a digit class and random samples; "
                                                   "asr: forget one speaker from a speech recogniser.")] = Scenario.image,
     out: Annotated[Path, typer.Option("--out", "-o", help="Where the two runs are written.")] = Path("orthograd-demo"),
+    model: Annotated[SpeechModel, typer.Option("--model", help="asr: the recogniser to train and unlearn: a "
+                                               "wav2vec2-style CTC model, or a tiny Whisper folder.")]
+    = SpeechModel.wav2vec2,
     as_json: options.Json = False,
     quiet: options.Quiet = False,
 ) -> None:
     """Forget digit class 7, then a random 10 % of samples, from a resnet18 trained on real handwritten digits
-    (or, with `asr`, one espeak-ng voice from a small wav2vec2 speech recogniser)."""
+    (or, with `asr`, one espeak-ng voice from a small wav2vec2 or Whisper speech recogniser)."""
     from orthograd_cli.cli.output import Output, metrics_table
     from orthograd_cli.cli.progress import ProgressBar
+    from orthograd_cli.errors import UsageError
     from orthograd_cli.jobs.demo import DEMO_CLASS, run_demo
 
+    if scenario is Scenario.image and model is not SpeechModel.wav2vec2:
+        raise UsageError("--model chooses the speech recogniser of the asr demo", "orthograd demo asr --model whisper")
     output = Output(as_json=as_json, quiet=quiet)
     if scenario is Scenario.asr:
         from orthograd_cli.jobs.demo_asr import FORGET_VOICE, run_demo_asr
 
-        output.info("orthograd demo asr: espeak-ng digit strings in 9 voices, 3-layer wav2vec2 CTC model; "
+        recogniser = "2+2-layer Whisper" if model is SpeechModel.whisper else "3-layer wav2vec2 CTC model"
+        output.info(f"orthograd demo asr: espeak-ng digit strings in 9 voices, {recogniser}; "
                     f"forgetting the voice {FORGET_VOICE}")
         with ProgressBar(enabled=not quiet) as bar:
-            report = run_demo_asr(out, observer=bar)
+            report = run_demo_asr(out, observer=bar, model=model.value)
         titles = {"speaker": f"forget the voice {FORGET_VOICE}"}
     else:
         output.info("orthograd demo: scikit-learn handwritten digits (1,797 real scans), resnet18 at 32 px")

@@ -29,6 +29,9 @@ Speech (task: asr): forget one speaker and keep the others' WER, e.g.
   orthograd forget asr.safetensors -f voice/forget.csv --retain voice/retain.csv -t voice/test.csv
   --forget-test voice/forget_test.csv --recipe wav2vec2_model_espeak_speaker --out run/ --plot run.png
 
+  orthograd forget whisper_folder/ -f voice/forget.csv --retain voice/retain.csv -t voice/test.csv
+  --forget-test voice/forget_test.csv --recipe whisper_espeak_speaker --out run/   # Whisper (asr_seq2seq)
+
 Several processes (data-parallel OrthoGrad; the result equals one process's to float32 rounding):
 
   orthograd forget model.safetensors -f forget.csv --retain retain.csv -t test.csv --out run/ --nproc 2

@@ -1,8 +1,9 @@
 """`orthograd demo asr`: forget one speaker from a small speech recogniser, nothing to download.
 
 espeak-ng speaks connected digit strings in nine voices (16 kHz WAV + manifests); a 3-layer
-wav2vec2-style CTC model is trained on them (cached), and OrthoGrad then forgets one clearly
-distinct voice (en-gb-scotland+m2) with the shipped speaker-forgetting recipe.
+wav2vec2-style CTC model (or, with `--model whisper`, a tiny Whisper folder: jobs/demo_whisper.py) is
+trained on them (cached), and OrthoGrad then forgets one clearly distinct voice (en-gb-scotland+m2)
+with the shipped speaker-forgetting recipe.
 """
 
 from __future__ import annotations
@@ -67,14 +68,17 @@ def speech_checkpoint(corpus: Path, train_manifest: str = "train.csv", name: str
     return path
 
 
-def run_demo_asr(out_dir: Path, observer=None) -> DemoReport:
+def run_demo_asr(out_dir: Path, observer=None, model: str = "wav2vec2") -> DemoReport:
+    from orthograd_cli.jobs.demo_whisper import RECIPE as WHISPER_RECIPE
+    from orthograd_cli.jobs.demo_whisper import whisper_checkpoint
     from orthograd_cli.jobs.forget import run_forget
     from orthograd_cli.recipe import load_recipe
 
     corpus = build_speech_corpus(cache_dir() / "speech")
-    checkpoint = speech_checkpoint(corpus)
+    checkpoint, recipe_name = (whisper_checkpoint(corpus), WHISPER_RECIPE) if model == "whisper" else \
+        (speech_checkpoint(corpus), RECIPE)
     voice = corpus / "voices" / slug(FORGET_VOICE)
-    recipe, sha = load_recipe(RECIPE)
+    recipe, sha = load_recipe(recipe_name)
     manifests = {name: voice / f"{name}.csv" for name in ("forget", "retain", "test", "forget_test")}
     run = run_forget(str(checkpoint), manifests, recipe, sha, str(out_dir / "speaker"), overwrite=True,
                      observer=observer)

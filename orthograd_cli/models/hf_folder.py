@@ -6,7 +6,9 @@ metadata, derived from its files (metadata already there, e.g. from an earlier o
 the architecture (`hf:<config.architectures[0]>`), the task, the classes (`id2label`) or the CTC
 vocabulary (`vocab.json`, the word delimiter as a space, blank = pad token = id 0), the sampling rate,
 and the preprocessing the processor applies (`orthograd.data`: image size, resize, mean/std, or the
-per-utterance waveform normalisation), which recipes may still override key by key.
+per-utterance waveform normalisation), which recipes may still override key by key. A Whisper folder
+gives its feature extractor's settings and the decoder prompt its tokenizer writes (`orthograd.seq2seq`);
+the tokenizer itself is read from the folder when transcripts are encoded.
 """
 
 from __future__ import annotations
@@ -28,14 +30,18 @@ COMPANION_SUFFIXES = (".json", ".txt", ".model", ".jinja")
 NOT_COMPANIONS = {SHARD_INDEX, "report.json", "pytorch_model.bin.index.json"}
 
 CTC_ARCHITECTURES = ("Wav2Vec2ForCTC", "HubertForCTC")
+SEQ2SEQ_ARCHITECTURES = ("WhisperForConditionalGeneration",)
 IMAGE_CLASSIFIER_SUFFIX = "ForImageClassification"
+SUPPORTED = f"{', '.join(CTC_ARCHITECTURES + SEQ2SEQ_ARCHITECTURES)} and *{IMAGE_CLASSIFIER_SUFFIX} models"
 
 
 def kind_of(architecture: str) -> str | None:
-    """The family a model class belongs to ("ctc" or "image_classifier"), which says its task (KIND_TASKS),
-    what its folder must hold and how it is called."""
+    """The family a model class belongs to ("ctc", "seq2seq" or "image_classifier"), which says its task
+    (KIND_TASKS), what its folder must hold and how it is called."""
     if architecture in CTC_ARCHITECTURES:
         return "ctc"
+    if architecture in SEQ2SEQ_ARCHITECTURES:
+        return "seq2seq"
     if architecture.endswith(IMAGE_CLASSIFIER_SUFFIX):
         return "image_classifier"
     return None
@@ -106,8 +112,7 @@ def derived_metadata(folder: Path, config: dict) -> dict[str, str]:
     architecture = architectures[0]
     kind = kind_of(architecture)
     if kind is None:
-        raise CheckpointError(f"{folder}: '{architecture}' is not supported (Whisper is not yet)",
-                              f"supported: {', '.join(CTC_ARCHITECTURES)} and *{IMAGE_CLASSIFIER_SUFFIX} models")
+        raise CheckpointError(f"{folder}: '{architecture}' is not supported", f"supported: {SUPPORTED}")
     processor = read_json(folder / "preprocessor_config.json") if (folder / "preprocessor_config.json").is_file() \
         else None
     meta = {"arch": f"hf:{architecture}", "task": KIND_TASKS[kind], **KIND_METADATA[kind](folder, config, processor)}
@@ -122,6 +127,22 @@ def ctc_metadata(folder: Path, config: dict, processor: dict | None) -> dict[str
     return {"vocab": json.dumps(ctc_vocabulary(folder, config)),
             "sample_rate": str(int(processor.get("sampling_rate", 16_000))),
             "data": json.dumps({"audio_normalize": "utterance" if processor.get("do_normalize", True) else "none"})}
+
+
+def seq2seq_metadata(folder: Path, config: dict, processor: dict | None) -> dict[str, str]:
+    """Whisper: the feature extractor's settings (log-mel size, window, sampling rate) and the decoding
+    settings: the prompt the tokenizer writes before a transcript (start of transcript, language, task,
+    no timestamps), the end token, the longest output, and the tokens the generation config suppresses."""
+    from orthograd_cli.tasks.asr_seq2seq.tokens import decoding_settings
+
+    if processor is None or "feature_size" not in processor or "chunk_length" not in processor:
+        raise CheckpointError(f"{folder}: no Whisper feature extractor settings (preprocessor_config.json with "
+                              "feature_size and chunk_length)", "save the processor into the folder "
+                              "(WhisperProcessor.save_pretrained(folder))")
+    generation = read_json(folder / "generation_config.json") if (folder / "generation_config.json").is_file() \
+        else {}
+    return {"sample_rate": str(int(processor.get("sampling_rate", 16_000))),
+            "seq2seq": json.dumps({"features": processor, **decoding_settings(folder, config, generation)})}
 
 
 def image_classifier_metadata(folder: Path, config: dict, processor: dict | None) -> dict[str, str]:
@@ -186,8 +207,8 @@ def image_preprocessing(folder: Path, processor: dict | None, config: dict) -> d
     return data
 
 
-KIND_TASKS = {"ctc": "asr", "image_classifier": "classification"}
-KIND_METADATA = {"ctc": ctc_metadata, "image_classifier": image_classifier_metadata}
+KIND_TASKS = {"ctc": "asr", "seq2seq": "asr_seq2seq", "image_classifier": "classification"}
+KIND_METADATA = {"ctc": ctc_metadata, "seq2seq": seq2seq_metadata, "image_classifier": image_classifier_metadata}
 
 
 def companion_files(folder: Path) -> list[Path]:

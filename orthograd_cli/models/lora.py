@@ -25,6 +25,7 @@ def wrap_with_lora(model, r: int, alpha: float, targets: list[str]):
     from orthograd_cli.errors import RecipeError, did_you_mean
 
     names = dict(model.named_modules())
+    targets = expand_patterns(targets, names)
     unknown = [t for t in targets if t not in names]
     if unknown:
         raise RecipeError(f"lora.target_modules: no module named '{unknown[0]}' in the model",
@@ -47,6 +48,29 @@ def wrap_with_lora(model, r: int, alpha: float, targets: list[str]):
     with warnings.catch_warnings():  # peft asks transformers models a deprecated attribute; not the user's concern
         warnings.simplefilter("ignore", FutureWarning)
         return get_peft_model(model, config)
+
+
+def expand_patterns(targets: list[str], names) -> list[str]:
+    """Target names with `*` stand for every Linear or Conv2d module whose name matches (fnmatch), in module
+    order, e.g. `model.encoder.layers.*.self_attn.*_proj` for every encoder layer of any depth; other names stay."""
+    import fnmatch
+
+    import torch.nn as nn
+
+    expanded = []
+    for target in targets:
+        if "*" not in target:
+            expanded.append(target)
+            continue
+        matches = [name for name, module in names.items() if fnmatch.fnmatchcase(name, target)
+                   and isinstance(module, (nn.Linear, nn.Conv2d))]
+        if not matches:
+            from orthograd_cli.errors import RecipeError
+
+            raise RecipeError(f"lora.target_modules: the pattern '{target}' matches no Linear or Conv2d module",
+                              "inspect the checkpoint to see its module names")
+        expanded += [name for name in matches if name not in expanded]
+    return expanded
 
 
 def trainable_model(model, recipe, info):

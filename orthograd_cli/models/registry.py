@@ -25,6 +25,8 @@ class ModelInfo:
     config: dict | None = None  # builder keyword arguments (torchaudio size parameters); a folder's config.json
     vocab: list[str] | None = None  # asr: CTC tokens, blank first
     sample_rate: int | None = None  # asr: the rate the model was trained at
+    folder: str | None = None  # a Hugging Face model folder whose processor files the task reads (Whisper)
+    processor: dict | None = None  # what the task takes from those files (Whisper: features, prompt, end token)
 
     @property
     def source(self):

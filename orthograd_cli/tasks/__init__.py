@@ -11,7 +11,8 @@ from importlib import import_module
 from orthograd_cli.tasks.base import ExtraMetric, SetResult, Task  # noqa: F401  (the contract, re-exported)
 
 # name -> package; imported on first use, so `orthograd --help` does not pay for them
-TASKS = {"classification": "orthograd_cli.tasks.classification", "asr": "orthograd_cli.tasks.asr"}
+TASKS = {"classification": "orthograd_cli.tasks.classification", "asr": "orthograd_cli.tasks.asr",
+         "asr_seq2seq": "orthograd_cli.tasks.asr_seq2seq"}
 
 
 def get_task(name: str) -> Task:

@@ -1,19 +1,23 @@
 """Hugging Face `transformers` models from model folders (models/hf_folder.py): CTC speech recognisers
-(`Wav2Vec2ForCTC`, `HubertForCTC`) and image classifiers (`*ForImageClassification`: ViT, ResNet,
-ConvNeXt, …). Architecture names are `hf:<class>`; the config comes from the folder's config.json.
+(`Wav2Vec2ForCTC`, `HubertForCTC`), Whisper (`WhisperForConditionalGeneration`) and image classifiers
+(`*ForImageClassification`: ViT, ResNet, ConvNeXt, …). Architecture names are `hf:<class>`; the config
+comes from the folder's config.json.
 
 The model class is subclassed once with a forward that speaks the tool's convention, so that hooks,
 vmap, losses and metrics see plain tensors and never a `ModelOutput`: a CTC model takes
 `(waveforms, lengths)` and returns `(logits, frame_lengths)`, passing the attention mask where the
-model takes one (layer-norm feature extractors; group-norm ones are trained without); an image
-classifier takes pixels and returns logits. Module and parameter names stay the class's own, so the
-state dict, LoRA targets and peft adapters match `from_pretrained` exactly.
+model takes one (layer-norm feature extractors; group-norm ones are trained without); Whisper takes
+`(features, decoder_input_ids)` and returns logits, and keeps the class's own forward for keyword
+calls, which is how `generate` calls it; an image classifier takes pixels and returns logits. Module
+and parameter names stay the class's own, so the state dict, LoRA targets and peft adapters match
+`from_pretrained` exactly.
 """
 
 from __future__ import annotations
 
 from orthograd_cli.errors import CheckpointError
-from orthograd_cli.models.hf_folder import CTC_ARCHITECTURES, IMAGE_CLASSIFIER_SUFFIX, kind_of, task_of
+from orthograd_cli.models.hf_folder import (CTC_ARCHITECTURES, SEQ2SEQ_ARCHITECTURES, SUPPORTED, kind_of,
+                                           task_of)
 from orthograd_cli.models.sources.base import ModelSource
 
 PREFIX = "hf:"
@@ -22,11 +26,12 @@ ATTENTION_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "out_proj")
 
 class TransformersSource(ModelSource):
     name = "transformers"
-    tasks = ("classification", "asr")
+    tasks = ("classification", "asr", "asr_seq2seq")
     reads_config_from_folder = True
 
     def architectures(self) -> list[str]:
-        return [PREFIX + name for name in CTC_ARCHITECTURES] + [PREFIX + "ViTForImageClassification"]
+        return [PREFIX + name for name in CTC_ARCHITECTURES + SEQ2SEQ_ARCHITECTURES] + \
+            [PREFIX + "ViTForImageClassification"]
 
     def handles(self, arch: str) -> bool:
         return arch.startswith(PREFIX)
@@ -41,8 +46,7 @@ class TransformersSource(ModelSource):
         name = info.arch.removeprefix(PREFIX)
         model_class = getattr(transformers, name, None)
         if model_class is None or task_of(name) is None:
-            raise CheckpointError(f"'{name}' is not a supported transformers model class",
-                                  f"supported: {', '.join(CTC_ARCHITECTURES)} and *{IMAGE_CLASSIFIER_SUFFIX}")
+            raise CheckpointError(f"'{name}' is not a supported transformers model class", f"supported: {SUPPORTED}")
         if not info.config or "model_type" not in info.config:
             raise CheckpointError(f"'{info.arch}' needs its config.json", "pass the model folder, not a file")
         config = transformers.AutoConfig.for_model(**info.config)
@@ -52,31 +56,40 @@ class TransformersSource(ModelSource):
         """transformers 5 renames some weights between files and modules (ViT's `encoder.layer.0.attention.
         attention.query` is `layers.0.attention.q_proj` in the module) and reverts that on save_pretrained. The
         same revert, applied to the module's own tensors, names each one as files do; files already in the
-        module's names are taken as they are. Conversions that fuse or split tensors are refused."""
+        module's names are taken as they are. Conversions that fuse or split tensors are refused. A tied weight
+        (Whisper's `proj_out` is its token embedding) is not in the files: it is read from, and written as,
+        the weight it is tied to."""
         from transformers.core_model_loading import revert_weight_conversion
 
         state = model.state_dict()
-        if set(state) == stored:
-            return {key: key for key in state}
-        module_key = {id(tensor): key for key, tensor in state.items()}
-        mapping = {}
-        for file_key, tensor in revert_weight_conversion(model, dict(state)).items():
+        tied = {key: source for key, source in (getattr(model, "all_tied_weights_keys", None) or {}).items()
+                if key in state and key not in stored}
+        if set(state) - set(tied) == stored:
+            return {key: tied.get(key, key) for key in state}
+        module_key = {id(tensor): key for key, tensor in state.items() if key not in tied}
+        mapping = dict(tied)
+        untied = {key: tensor for key, tensor in state.items() if key not in tied}
+        for file_key, tensor in revert_weight_conversion(model, untied).items():
             if id(tensor) not in module_key:
                 raise CheckpointError(f"'{type(model).__name__}': transformers stores this model's weight "
                                       f"'{file_key}' fused or split, which orthograd cannot map one to one",
                                       "use a model whose checkpoint keys match its modules")
             mapping[module_key[id(tensor)]] = file_key
-        return mapping
+        return {key: mapping.get(file_key, file_key) if key in tied else file_key for key, file_key in mapping.items()}
 
     def default_lora_targets(self, model) -> list[str]:
         """CTC models: the attention q/k/v/out projections (the convolutional feature extractor stays frozen).
-        Image classifiers: every Linear and ungrouped Conv2d, the head included."""
+        Whisper: the same projections of the encoder's self-attention and the decoder's self- and
+        cross-attention; never `proj_out`, which is the token embedding (tied). Image classifiers: every
+        Linear and ungrouped Conv2d, the head included."""
         import torch.nn as nn
 
-        if kind_of(type(model).__name__) == "ctc":
+        attention_scope = {"ctc": (".attention.",), "seq2seq": (".self_attn.", ".encoder_attn.")}
+        scope = attention_scope.get(kind_of(type(model).__name__))
+        if scope:
             return [name for name, module in model.named_modules()
                     if isinstance(module, nn.Linear) and name.rpartition(".")[2] in ATTENTION_PROJECTIONS
-                    and ".attention." in f".{name}"]
+                    and any(part in f".{name}" for part in scope)]
         return [name for name, module in model.named_modules()
                 if isinstance(module, (nn.Linear, nn.Conv2d)) and getattr(module, "groups", 1) == 1]
 
@@ -99,6 +112,13 @@ def plain_forward_class(model_class, kind: str):
                 mask = (torch.arange(waveforms.shape[1], device=waveforms.device)[None] < lengths[:, None]).long()
             logits = model_class.forward(self, input_values=waveforms, attention_mask=mask).logits
             return logits, self._get_feat_extract_output_lengths(lengths)
+    elif kind == "seq2seq":
+        def forward(self, *args, **kwargs):
+            if kwargs:  # transformers' own call (generate: caches, encoder outputs): the class's forward
+                return model_class.forward(self, *args, **kwargs)
+            features, decoder_input_ids = args
+            return model_class.forward(self, input_features=features, decoder_input_ids=decoder_input_ids,
+                                       use_cache=False).logits
     else:
         def forward(self, images):
             return model_class.forward(self, pixel_values=images).logits

@@ -31,15 +31,19 @@ VARIANTS = {  # label -> recipe overrides
 
 
 def main() -> None:
+    run(speech_checkpoint, "wav2vec2_digits_without_voice", RECIPE, VARIANTS)
+
+
+def run(build, reference_name: str, recipe_name: str, variants: dict) -> None:
+    """Parse --seeds, build the corpus, the model (`build(corpus)`) and the reference retrained without the
+    voice (`build(corpus, its train_without.csv, name=reference_name)`), and compare."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, default=3)
     args = parser.parse_args()
     corpus = build_speech_corpus(cache_dir() / "speech")
     voice = corpus / "voices" / slug(FORGET_VOICE)
-    model = speech_checkpoint(corpus)
-    reference = speech_checkpoint(corpus, str(voice.relative_to(corpus) / "train_without.csv"),
-                                  name="wav2vec2_digits_without_voice")
-    compare(model, reference, voice, RECIPE, VARIANTS, args.seeds)
+    reference = build(corpus, str(voice.relative_to(corpus) / "train_without.csv"), name=reference_name)
+    compare(build(corpus), reference, voice, recipe_name, variants, args.seeds)
 
 
 def compare(model, reference, voice, recipe_name: str, variants: dict, seeds: int) -> None:

@@ -10,31 +10,13 @@ both Whispers on first use (about 3 minutes on 2 cores).
 Run: python benchmarks/whisper_speaker_forget.py [--seeds 3]
 """
 
-import argparse
+from speaker_forget import run
 
-from speaker_forget import compare
-
-from orthograd_cli.data.speech import build_speech_corpus, slug
-from orthograd_cli.jobs.demo import cache_dir
-from orthograd_cli.jobs.demo_asr import FORGET_VOICE
 from orthograd_cli.jobs.demo_whisper import RECIPE, whisper_checkpoint
 
 VARIANTS = {"orthograd": [],
             "orthograd, default LoRA targets": ["lora.target_modules=null"],
             "neggrad_plus": ["method.name=neggrad_plus"]}
 
-
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--seeds", type=int, default=3)
-    args = parser.parse_args()
-    corpus = build_speech_corpus(cache_dir() / "speech")
-    voice = corpus / "voices" / slug(FORGET_VOICE)
-    model = whisper_checkpoint(corpus)
-    reference = whisper_checkpoint(corpus, str(voice.relative_to(corpus) / "train_without.csv"),
-                                   name="whisper_digits_without_voice")
-    compare(model, reference, voice, RECIPE, VARIANTS, args.seeds)
-
-
 if __name__ == "__main__":
-    main()
+    run(whisper_checkpoint, "whisper_digits_without_voice", RECIPE, VARIANTS)

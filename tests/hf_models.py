@@ -98,24 +98,30 @@ def trained_in_place(folder: Path, build, manifest: Path, train) -> Path:
     return folder
 
 
-def hf_ctc_transcripts(folder: Path, manifest: Path, batch_size: int) -> tuple[list[str], list[str]]:
-    """(references, hypotheses) decoded independently of orthograd: the folder's own feature extractor,
-    tokenizer and model class via from_pretrained, soundfile for the audio, batches in manifest order."""
+def manifest_batches(manifest: Path, batch_size: int):
+    """(rows, waveforms read with soundfile) of a speech manifest, batch by batch in manifest order."""
     import csv
 
     import soundfile as sf
+
+    with open(manifest) as handle:
+        rows = list(csv.DictReader(handle))
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start:start + batch_size]
+        yield chunk, [sf.read(str(manifest.parent / row["path"]), dtype="float32")[0] for row in chunk]
+
+
+def hf_ctc_transcripts(folder: Path, manifest: Path, batch_size: int) -> tuple[list[str], list[str]]:
+    """(references, hypotheses) decoded independently of orthograd: the folder's own feature extractor,
+    tokenizer and model class via from_pretrained, soundfile for the audio, batches in manifest order."""
     import torch
     import transformers
 
     extractor = transformers.Wav2Vec2FeatureExtractor.from_pretrained(str(folder))
     tokenizer = transformers.Wav2Vec2CTCTokenizer.from_pretrained(str(folder))
     model = transformers.AutoModelForCTC.from_pretrained(str(folder)).eval()
-    with open(manifest) as handle:
-        rows = list(csv.DictReader(handle))
     references, hypotheses = [], []
-    for start in range(0, len(rows), batch_size):
-        chunk = rows[start:start + batch_size]
-        audio = [sf.read(str(manifest.parent / row["path"]), dtype="float32")[0] for row in chunk]
+    for chunk, audio in manifest_batches(manifest, batch_size):
         inputs = extractor(audio, sampling_rate=extractor.sampling_rate, padding=True, return_tensors="pt",
                            return_attention_mask=True)
         with torch.no_grad():
@@ -143,9 +149,6 @@ def hf_whisper_transcripts(folder: Path, manifest: Path, batch_size: int) -> tup
     """(references, hypotheses) decoded independently of orthograd: the folder's own feature extractor,
     tokenizer and generation config via from_pretrained, Whisper's own `generate` (English, transcribe),
     soundfile for the audio; both sides through Whisper's basic text normaliser."""
-    import csv
-
-    import soundfile as sf
     import torch
     import transformers
     from transformers.models.whisper.english_normalizer import BasicTextNormalizer
@@ -154,15 +157,12 @@ def hf_whisper_transcripts(folder: Path, manifest: Path, batch_size: int) -> tup
     tokenizer = transformers.WhisperTokenizer.from_pretrained(str(folder))
     model = transformers.WhisperForConditionalGeneration.from_pretrained(str(folder)).eval()
     normalise = BasicTextNormalizer()
-    with open(manifest) as handle:
-        rows = list(csv.DictReader(handle))
     references, hypotheses = [], []
-    for start in range(0, len(rows), batch_size):
-        chunk = rows[start:start + batch_size]
-        audio = [sf.read(str(manifest.parent / row["path"]), dtype="float32")[0] for row in chunk]
+    for chunk, audio in manifest_batches(manifest, batch_size):
         features = extractor(audio, sampling_rate=extractor.sampling_rate, return_tensors="pt").input_features
         with torch.no_grad():
             ids = model.generate(features, language="en", task="transcribe")
-        hypotheses += [" ".join(normalise(text).split()) for text in tokenizer.batch_decode(ids, skip_special_tokens=True)]
+        texts = tokenizer.batch_decode(ids, skip_special_tokens=True)
+        hypotheses += [" ".join(normalise(text).split()) for text in texts]
         references += [" ".join(normalise(row["transcript"]).split()) for row in chunk]
     return references, hypotheses

@@ -1,7 +1,8 @@
 """Whisper folders end to end: the demo's tiny Whisper (trained on the espeak corpus in the fixture) is
 evaluated against Whisper's own `generate`, forgets a voice as `orthograd demo asr --model whisper`, and
-the output folder loads with from_pretrained; per-sample hook gradients against a per-utterance loop; long
-recordings and a bare weights file are refused.
+the output folder loads with from_pretrained; per-sample hook gradients against a per-utterance loop; an
+untrained Whisper is at chance; long recordings and transcripts, folders without their processor files and a
+bare weights file are refused.
 
 The bar for forgetting is a Whisper retrained without the voice, measured once by
 benchmarks/whisper_speaker_forget.py (CI trains one Whisper, not two): on 2026-11-28 its WER on the voice's
@@ -52,7 +53,7 @@ def test_forgetting_a_voice_matches_retraining_and_keeps_the_others(whisper_demo
     before, after = run["metrics"]["before"], run["metrics"]["after"]
     assert run["task"] == "asr_seq2seq" and run["steps"] > 0
     rise = after["forget_test_wer"]["value"] - before["forget_test_wer"]["value"]
-    assert rise >= RETRAINED_RISE, (rise, RETRAINED_RISE)
+    assert rise >= RETRAINED_RISE - 1e-9, (rise, RETRAINED_RISE)  # word counts: equal rises may round apart
     assert after["test_wer"]["value"] - before["test_wer"]["value"] <= 0.10
 
 
@@ -152,6 +153,22 @@ def test_recordings_longer_than_the_window_are_refused(cli, untrained_whisper, s
     assert "row 4" in result.err and "long.wav" in result.err and "3 s window" in result.err
 
 
+def test_a_transcript_longer_than_the_decoder_is_refused_before_any_model_work(cli, untrained_whisper,
+                                                                              speech_corpus, tmp_path):
+    import csv
+
+    rows = list(csv.DictReader(open(speech_corpus / "test.csv")))[:2]
+    rows[1]["transcript"] = " ".join(["seven"] * 40)  # 40 tokens; the tiny decoder takes 27 after its prompt
+    with open(tmp_path / "test.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["path", "transcript", "speaker"])
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({"path": speech_corpus / row["path"], "transcript": row["transcript"],
+                             "speaker": row["speaker"]})
+    result = cli("evaluate", untrained_whisper, "--test", tmp_path / "test.csv", "--quiet")
+    assert result.code == 2 and "row 3" in result.err and "40 tokens" in result.err, result.err
+
+
 @pytest.mark.parametrize("missing, fragment", [
     (("preprocessor_config.json",), "no Whisper feature extractor settings"),
     (("vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json"), "no tokenizer files"),
@@ -167,6 +184,14 @@ def test_a_folder_without_its_processor_files_is_a_clear_error(cli, untrained_wh
     result = cli("evaluate", folder, "--test", speech_corpus / "test.csv", "--quiet")
     assert result.code != 0 and "Traceback" not in result.err, result.err
     assert fragment in result.err and str(folder) in result.err
+
+
+def test_an_untrained_whisper_is_at_chance_and_nothing_is_written(cli, untrained_whisper, forget_voice, tmp_path):
+    result = cli("forget", untrained_whisper, "--forget", forget_voice / "forget.csv", "--retain",
+                 forget_voice / "retain.csv", "--test", forget_voice / "test.csv", "--recipe", "whisper_espeak_speaker",
+                 "--out", tmp_path / "run", "--quiet")
+    assert result.code == 3 and "at chance" in result.err and "preprocessor_config.json" in result.err, result.err
+    assert not (tmp_path / "run").exists()
 
 
 def test_audio_normalisation_is_refused_for_whisper(cli, untrained_whisper, forget_voice, tmp_path):

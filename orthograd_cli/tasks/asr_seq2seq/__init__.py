@@ -11,6 +11,8 @@ from the prompt; WER compares normalised text (tokens.normalized). Accuracy is m
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from orthograd_cli.errors import CheckpointError, ManifestError
 from orthograd_cli.tasks.asr import AsrTask, word_accuracy, word_error_rate
 from orthograd_cli.tasks.base import SetResult
@@ -18,8 +20,8 @@ from orthograd_cli.tasks.base import SetResult
 
 class Seq2SeqAsrTask(AsrTask):
     name = "asr_seq2seq"
-    unsupported_backends = {"vmap": ("Whisper is run through hooks or a loop here, not vmap",
-                                     "use hooks (exact for LoRA) or loop")}
+    unsupported_backends = {"vmap": ("the vmap backend takes one input tensor per sample; a Whisper batch is "
+                                     "features and decoder tokens", "use hooks (exact for LoRA) or loop")}
     chance_hint = ("check that the folder's preprocessor_config.json and tokenizer are the ones the model was "
                    "trained with, and that this is the trained checkpoint")
 
@@ -99,23 +101,20 @@ def generate_greedy(model, features, settings: dict):
     return sequences[:, prompt.shape[1]:]
 
 
-class quiet_transformers:
+@contextmanager
+def quiet_transformers():
     """transformers logs advice on every generate call (cache classes, length settings) and draws progress bars
     when it saves; neither is the user's concern."""
+    import transformers
 
-    def __enter__(self):
-        import transformers
-
-        self.level = transformers.logging.get_verbosity()
-        self.bars = transformers.utils.logging.is_progress_bar_enabled()
-        transformers.logging.set_verbosity_error()
-        transformers.utils.logging.disable_progress_bar()
-
-    def __exit__(self, *exc):
-        import transformers
-
-        transformers.logging.set_verbosity(self.level)
-        if self.bars:
+    level, bars = transformers.logging.get_verbosity(), transformers.utils.logging.is_progress_bar_enabled()
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        transformers.logging.set_verbosity(level)
+        if bars:
             transformers.utils.logging.enable_progress_bar()
 
 

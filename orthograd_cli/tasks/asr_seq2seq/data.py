@@ -16,14 +16,13 @@ from orthograd_cli.tasks.asr.data import read_audio
 
 
 class WhisperDecoder:
-    """One manifest row → (features, token ids); plain values only, so worker processes can take it."""
+    """One manifest row → (features, token ids); picklable, so worker processes can take it."""
 
     def __init__(self, folder: str, settings: dict, sample_rate: int, token_ids: dict[str, list[int]]):
         from transformers import WhisperFeatureExtractor
 
         self.folder, self.settings, self.sample_rate, self.token_ids = folder, settings, sample_rate, token_ids
         self.prompt, self.eos = list(settings["prompt"]), int(settings["eos"])
-        self.max_text_tokens = int(settings["max_new_tokens"])
         self.extractor = WhisperFeatureExtractor.from_dict(settings["features"])
 
     def decode(self, sample):
@@ -35,12 +34,7 @@ class WhisperDecoder:
                                 f"than the model's {self.extractor.chunk_length} s window",
                                 "cut the recording into pieces that fit the window (one row each)")
         features = self.extractor(wave.numpy(), sampling_rate=self.sample_rate, return_tensors="pt").input_features
-        text = self.token_ids[sample.target]
-        if len(text) > self.max_text_tokens:
-            raise ManifestError(f"row {sample.row}: the transcript is {len(text)} tokens, more than the model's "
-                                f"decoder takes after its prompt ({self.max_text_tokens})",
-                                "cut the recording and its transcript into shorter pieces")
-        tokens = self.prompt + text + [self.eos]
+        tokens = self.prompt + self.token_ids[sample.target] + [self.eos]
         return features[0], torch.tensor(tokens, dtype=torch.long)
 
     def collate(self, items):
@@ -57,8 +51,15 @@ class WhisperDecoder:
 
 def load_whisper_set(name: str, manifest: Manifest, folder: str, settings: dict, sample_rate: int,
                      num_workers: int = 0, cache: SampleCache | None = None) -> StreamedSet:
-    """The manifest's recordings as a streamed set (nothing decoded yet; transcripts tokenized once, here)."""
+    """The manifest's recordings as a streamed set (nothing decoded yet; transcripts tokenized once, here, and
+    any too long for the decoder refused before model work starts)."""
     from orthograd_cli.tasks.asr_seq2seq.tokens import transcript_ids
 
     token_ids = transcript_ids(folder, [sample.target for sample in manifest.samples])
+    longest = int(settings["max_new_tokens"]) - 1  # after the prompt, room for the transcript and the end token
+    for sample in manifest.samples:
+        if (count := len(token_ids[sample.target])) > longest:
+            raise ManifestError(f"{manifest.path} row {sample.row}: the transcript is {count} tokens, more than "
+                                f"the model's decoder takes after its prompt ({longest})",
+                                "cut the recording and its transcript into shorter pieces")
     return StreamedSet(name, manifest, WhisperDecoder(folder, settings, sample_rate, token_ids), cache, num_workers)

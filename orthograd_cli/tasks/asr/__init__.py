@@ -85,11 +85,19 @@ class AsrTask(Task):
     def score(self, model, audio_set, batch_size, device):
         from orthograd_cli.tasks.asr.data import transcripts
 
-        hypotheses, losses = transcribe(model, audio_set, batch_size, device)
-        references = transcripts(audio_set)
-        wer = word_error_rate(references, hypotheses)
+        hypotheses, losses = self.transcribe(model, audio_set, batch_size, device)
+        references = [self.comparable(text) for text in transcripts(audio_set)]
+        wer = word_error_rate(references, [self.comparable(text) for text in hypotheses])
         return SetResult(n=len(audio_set), accuracy=word_accuracy(wer), losses=losses, extra={"wer": wer},
                          weight=sum(len(text.split()) for text in references))  # corpus WER: edits / words
+
+    def transcribe(self, model, audio_set, batch_size, device):
+        """(hypotheses, per-utterance losses) for every utterance in order."""
+        return transcribe(model, audio_set, batch_size, device)
+
+    def comparable(self, text: str) -> str:
+        """Text as WER compares it (CTC transcripts and hypotheses are already in the vocabulary's case)."""
+        return text
 
     def combine(self, parts):
         """WER averaged over the parts' reference words (= total edits / total words); accuracy from it."""

@@ -14,8 +14,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 from orthograd_cli.errors import CheckpointError, ManifestError
-from orthograd_cli.tasks.asr import AsrTask, word_accuracy, word_error_rate
-from orthograd_cli.tasks.base import SetResult
+from orthograd_cli.tasks.asr import AsrTask
 
 
 class Seq2SeqAsrTask(AsrTask):
@@ -71,15 +70,13 @@ class Seq2SeqAsrTask(AsrTask):
         token_losses = -log_probs.gather(-1, labels.unsqueeze(-1)).squeeze(-1)
         return (token_losses * counted).sum(1) / counted.sum(1).clamp(min=1)
 
-    def score(self, model, audio_set, batch_size, device):
-        from orthograd_cli.tasks.asr.data import transcripts
+    def transcribe(self, model, audio_set, batch_size, device):
+        return transcribe(model, audio_set, batch_size, device)
+
+    def comparable(self, text):
         from orthograd_cli.tasks.asr_seq2seq.tokens import normalized
 
-        hypotheses, losses = transcribe(model, audio_set, batch_size, device)
-        references = [normalized(text) for text in transcripts(audio_set)]
-        wer = word_error_rate(references, [normalized(text) for text in hypotheses])
-        return SetResult(n=len(audio_set), accuracy=word_accuracy(wer), losses=losses, extra={"wer": wer},
-                         weight=sum(len(text.split()) for text in references))
+        return normalized(text)
 
 
 def generate_greedy(model, features, settings: dict):

@@ -8,7 +8,7 @@ utterances, and the voice's 12 unseen test utterances (`forget_test`). The shipp
 recipe's step length and at a quarter of it. Builds
 the corpus, the model and the reference on first use (about 3 minutes).
 
-Run: python benchmarks/speaker_forget.py [--seeds 3]
+Run: python benchmarks/speaker_forget.py [--seeds 3] [--model-seed 0] [--variant 'LABEL|KEY=VALUE;…' …]
 """
 
 import argparse
@@ -35,15 +35,23 @@ def main() -> None:
 
 
 def run(build, reference_name: str, recipe_name: str, variants: dict) -> None:
-    """Parse --seeds, build the corpus, the model (`build(corpus)`) and the reference retrained without the
-    voice (`build(corpus, its train_without.csv, name=reference_name)`), and compare."""
+    """Parse the options, build the corpus, the model (`build(corpus, seed=…)`) and the reference retrained
+    without the voice (`build(corpus, its train_without.csv, name=reference_name, seed=…)`), and compare."""
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", type=int, default=3, help="unlearning seeds per variant")
+    parser.add_argument("--model-seed", type=int, default=0, help="training seed of the model and the reference")
+    parser.add_argument("--variant", action="append", default=[], metavar="LABEL|KEY=VALUE;KEY=VALUE",
+                        help="a variant of the recipe (repeatable; replaces the default variants), e.g. "
+                             "'global|method.projection.scope=global'")
     args = parser.parse_args()
+    if args.variant:
+        variants = {label: [o for o in overrides.split(";") if o]
+                    for label, _, overrides in (v.partition("|") for v in args.variant)}
     corpus = build_speech_corpus(cache_dir() / "speech")
     voice = corpus / "voices" / slug(FORGET_VOICE)
-    reference = build(corpus, str(voice.relative_to(corpus) / "train_without.csv"), name=reference_name)
-    compare(build(corpus), reference, voice, recipe_name, variants, args.seeds)
+    reference = build(corpus, str(voice.relative_to(corpus) / "train_without.csv"), name=reference_name,
+                      seed=args.model_seed)
+    compare(build(corpus, seed=args.model_seed), reference, voice, recipe_name, variants, args.seeds)
 
 
 def compare(model, reference, voice, recipe_name: str, variants: dict, seeds: int) -> None:
@@ -72,6 +80,12 @@ def compare(model, reference, voice, recipe_name: str, variants: dict, seeds: in
             cells.append(f"{statistics.mean(values):.3f}{spread}")
         run_steps = "/".join(str(s) for s in steps.get(name, [])) or "–"
         print(f"{name:>28} {run_steps:>9} " + " ".join(f"{cell:>18}" for cell in cells))
+    print("rises over the original per seed (forget_test WER, test WER):")
+    original = rows["original"][0]
+    for name in variants:
+        rises = [tuple(m[f"{s}_wer"]["value"] - original[f"{s}_wer"]["value"] for s in ("forget_test", "test"))
+                 for m in rows[name]]
+        print(f"{name:>28} " + "  ".join(f"({on_voice:+.3f}, {on_others:+.3f})" for on_voice, on_others in rises))
 
 
 if __name__ == "__main__":

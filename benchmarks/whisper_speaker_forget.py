@@ -7,7 +7,8 @@ The retrained Whisper's rise in the voice's unseen-utterance WER is the bar that
 tests/speech/test_whisper.py holds `forget` to (CI trains one Whisper, not two). Builds the corpus and
 both Whispers on first use (about 3 minutes on 2 cores).
 
-Run: python benchmarks/whisper_speaker_forget.py [--seeds 3]
+Run: python benchmarks/whisper_speaker_forget.py [--seeds 3] [--model-seed 0] [--variant 'LABEL|KEY=VALUE;…' …]
+(`--variant` replaces the variants below; each run's rises over the original are printed after the table.)
 """
 
 from speaker_forget import run

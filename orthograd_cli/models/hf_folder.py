@@ -62,6 +62,11 @@ def read_json(path: Path) -> dict:
     return value
 
 
+def read_json_if_present(path: Path) -> dict | None:
+    """An optional file of the folder (processor, generation or tokenizer settings): None where it is absent."""
+    return read_json(path) if path.is_file() else None
+
+
 def weight_files(folder: Path) -> list[Path]:
     """The safetensors files holding the weights, single file or shards; pickled weights are refused."""
     if (folder / SINGLE_FILE).is_file():
@@ -113,8 +118,7 @@ def derived_metadata(folder: Path, config: dict) -> dict[str, str]:
     kind = kind_of(architecture)
     if kind is None:
         raise CheckpointError(f"{folder}: '{architecture}' is not supported", f"supported: {SUPPORTED}")
-    processor = read_json(folder / "preprocessor_config.json") if (folder / "preprocessor_config.json").is_file() \
-        else None
+    processor = read_json_if_present(folder / "preprocessor_config.json")
     meta = {"arch": f"hf:{architecture}", "task": KIND_TASKS[kind], **KIND_METADATA[kind](folder, config, processor)}
     return {META_PREFIX + key: value for key, value in meta.items()}
 
@@ -139,8 +143,7 @@ def seq2seq_metadata(folder: Path, config: dict, processor: dict | None) -> dict
         raise CheckpointError(f"{folder}: no Whisper feature extractor settings (preprocessor_config.json with "
                               "feature_size and chunk_length)", "save the processor into the folder "
                               "(WhisperProcessor.save_pretrained(folder))")
-    generation = read_json(folder / "generation_config.json") if (folder / "generation_config.json").is_file() \
-        else {}
+    generation = read_json_if_present(folder / "generation_config.json") or {}
     return {"sample_rate": str(int(processor.get("sampling_rate", 16_000))),
             "seq2seq": json.dumps({"features": processor, **decoding_settings(folder, config, generation)})}
 
@@ -160,7 +163,7 @@ def ctc_vocabulary(folder: Path, config: dict) -> list[str]:
         raise CheckpointError(f"{folder}: a CTC model folder needs its tokenizer's vocab.json",
                               "save the processor or tokenizer into the folder (save_pretrained(folder))")
     vocab = read_json(folder / "vocab.json")
-    tokenizer = read_json(folder / "tokenizer_config.json") if (folder / "tokenizer_config.json").is_file() else {}
+    tokenizer = read_json_if_present(folder / "tokenizer_config.json") or {}
     delimiter = tokenizer.get("word_delimiter_token", "|")
     by_id = sorted(vocab.items(), key=lambda item: item[1])
     if [i for _, i in by_id] != list(range(len(by_id))):

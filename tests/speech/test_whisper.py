@@ -141,6 +141,16 @@ def test_hooks_match_the_per_utterance_loop_on_padded_batches(untrained_whisper,
             assert error <= tolerance, f"{name}, utterance {i}: relative error {error:.2e}"
 
 
+def write_manifest(path, rows):
+    """A speech manifest of `rows` (paths absolute or relative to the manifest's folder)."""
+    import csv
+
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["path", "transcript", "speaker"], extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
 def test_recordings_longer_than_the_window_are_refused(cli, untrained_whisper, speech_corpus, tmp_path):
     import csv
 
@@ -150,13 +160,8 @@ def test_recordings_longer_than_the_window_are_refused(cli, untrained_whisper, s
     rows = list(csv.DictReader(open(speech_corpus / "test.csv")))[:3]
     first = sf.read(str(speech_corpus / rows[0]["path"]), dtype="float32")[0]
     sf.write(str(tmp_path / "long.wav"), np.concatenate([first, np.zeros(16_000 * 3, "float32")]), 16_000)
-    with open(tmp_path / "test.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["path", "transcript", "speaker"])
-        writer.writeheader()
-        for row in rows[1:]:
-            writer.writerow({"path": speech_corpus / row["path"], "transcript": row["transcript"],
-                             "speaker": row["speaker"]})
-        writer.writerow({"path": "long.wav", "transcript": rows[0]["transcript"], "speaker": rows[0]["speaker"]})
+    write_manifest(tmp_path / "test.csv", [{**row, "path": speech_corpus / row["path"]} for row in rows[1:]]
+                   + [{**rows[0], "path": "long.wav"}])
     result = cli("evaluate", untrained_whisper, "--test", tmp_path / "test.csv", "--quiet")
     assert result.code != 0 and "Traceback" not in result.err
     assert "row 4" in result.err and "long.wav" in result.err and "3 s window" in result.err
@@ -168,12 +173,7 @@ def test_a_transcript_longer_than_the_decoder_is_refused_before_any_model_work(c
 
     rows = list(csv.DictReader(open(speech_corpus / "test.csv")))[:2]
     rows[1]["transcript"] = " ".join(["seven"] * 40)  # 40 tokens; the tiny decoder takes 27 after its prompt
-    with open(tmp_path / "test.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["path", "transcript", "speaker"])
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({"path": speech_corpus / row["path"], "transcript": row["transcript"],
-                             "speaker": row["speaker"]})
+    write_manifest(tmp_path / "test.csv", [{**row, "path": speech_corpus / row["path"]} for row in rows])
     result = cli("evaluate", untrained_whisper, "--test", tmp_path / "test.csv", "--quiet")
     assert result.code == 2 and "row 3" in result.err and "40 tokens" in result.err, result.err
 

@@ -1,6 +1,7 @@
 """Interrupting and racing `orthograd` (real subprocesses): nothing is ever left at the output path, and the
 README's exit-code table holds, row by row."""
 
+import os
 import re
 import signal
 import subprocess
@@ -16,12 +17,15 @@ LONG_RUN = ["--set", "method.max_steps=100000", "--set", "method.stop.target_for
 
 def launch(command: str, trained_model, digits, out, *extra):
     """`orthograd COMMAND` on the digits in a subprocess that would go on for a long time (later `--set`s in
-    `extra` override LONG_RUN's)."""
+    `extra` override LONG_RUN's). Its temporary files go beside `out`: a rank killed with SIGKILL cannot remove
+    its own, and they must not pile up in the system's /tmp."""
+    scratch = out.parent / "scratch"
+    scratch.mkdir(exist_ok=True)
     return subprocess.Popen(
         [sys.executable, "-m", "orthograd_cli", command, str(trained_model), "--forget",
          str(digits / "sample/forget.csv"), "--retain", str(digits / "sample/retain.csv"), "--test",
          str(digits / "test.csv"), *LONG_RUN, "--out", str(out), "--quiet", *map(str, extra)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "TMPDIR": str(scratch)})
 
 
 def start(command: str, trained_model, digits, out, *extra):

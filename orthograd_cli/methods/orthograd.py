@@ -2,18 +2,55 @@
 
 Ascend on the forget batch only along directions that leave every retain sample's loss unchanged
 to first order, optionally blended with descent on the retain batch.
+
+What g_u ascends (`method.orthograd.forget_loss`): the mean forget loss, as the paper and the authors'
+code do, or SimNPO's loss (Fan et al. 2024, "Simplicity Prevails: Rethinking Negative Preference
+Optimization for LLM Unlearning", with γ = 0), whose gradient is the ascent gradient with each label's
+loss ℓ weighted by 2σ(−β·ℓ): a label (a class, a transcript token) already forgotten stops pulling,
+instead of being pushed ever further along directions other samples share.
 """
 
 from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
 
 from orthograd_cli import distributed
 from orthograd_cli.gradients.batching import batch_len
 from orthograd_cli.gradients.per_sample import batch_grad, per_sample_grads
 from orthograd_cli.gradients.projection import global_norm, project, projection_stats
-from orthograd_cli.methods.base import Direction, MethodInfo, alpha_or_default
+from orthograd_cli.methods.base import Direction, MethodInfo, MethodSettings, alpha_or_default
 from orthograd_cli.recipe import MethodSpec  # noqa: F401  (type of `spec`)
 
 DEFAULT_ALPHA = 0.0  # pure projected ascent
+
+
+class Settings(MethodSettings):
+    forget_loss: Literal["ascent", "simnpo"] = Field(
+        "ascent", description="what g_u ascends: the mean forget loss (the paper), or SimNPO's (each label's loss "
+        "weighted by 2σ(−β·loss), so labels already forgotten stop pulling)")
+    simnpo_beta: float = Field(10.0, gt=0, description="β of forget_loss=simnpo: a label's weight is about 0.54 at "
+                               "loss 1/β and 0.01 at loss 5/β (10: the best of 1, 5, 10, 20 on the Whisper sweep)")
+
+
+def forget_loss_fn(spec, loss_fn):
+    """The loss whose gradient is g_u. SimNPO's value is reported as the plain mean loss (comparable across
+    methods); only its gradient is weighted."""
+    import torch
+
+    settings = spec.settings
+    if settings is None or settings.forget_loss == "ascent":
+        return loss_fn
+    beta = settings.simnpo_beta
+
+    def simnpo(outputs, targets):
+        weighted = loss_fn(outputs, targets, label_weight=lambda losses: 2 * torch.sigmoid(-beta * losses))
+        with torch.no_grad():
+            plain = loss_fn(outputs, targets)
+        return plain + (weighted - weighted.detach())
+
+    return simnpo
 
 
 def make(model, params, forget_set, retain_set, spec: MethodSpec, loss_fn, seed: int = 0):
@@ -25,8 +62,8 @@ def orthograd_direction(model, params: dict, forget_batch, retain_batch, spec: M
     combined across ranks below, so every rank computes the same direction."""
     projection = spec.projection
     collective = distributed.current()
-    # 1. g_u = ∇θ mean loss(B_u)
-    unlearn_grad, unlearn_loss = batch_grad(model, params, *forget_batch, loss_fn)
+    # 1. g_u = ∇θ mean loss(B_u)   (SimNPO: each label's loss weighted first)
+    unlearn_grad, unlearn_loss = batch_grad(model, params, *forget_batch, forget_loss_fn(spec, loss_fn))
     if collective is not None:
         unlearn_grad, unlearn_loss = collective.average(unlearn_grad, unlearn_loss, batch_len(forget_batch[0]))
     if spec.per_sample.backend == "gram":
@@ -88,4 +125,5 @@ def _gram_direction(model, params, unlearn_grad, unlearn_loss, retain_batch, spe
 
 
 METHOD = MethodInfo(name="orthograd", summary="ascent projected orthogonally to every retain sample's gradient "
-                    "(the default; method.projection, method.per_sample)", make=make, default_alpha=DEFAULT_ALPHA)
+                    "(the default; method.projection, method.per_sample, method.orthograd.forget_loss)", make=make,
+                    default_alpha=DEFAULT_ALPHA, settings=Settings)

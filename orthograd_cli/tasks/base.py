@@ -64,11 +64,27 @@ class Task:
         return "check that the checkpoint and the architecture (model.arch) match"
 
     # --- losses and scores ----------------------------------------------------------------------
-    def mean_loss(self, outputs, targets):
-        raise NotImplementedError
+    def mean_loss(self, outputs, targets, label_weight=None):
+        """The batch's loss, the mean of its per-sample losses. `label_weight(label_losses) -> weights`, called
+        without gradient, scales each label's loss first (SimNPO's forget loss, methods/orthograd.py)."""
+        if label_weight is None:
+            return self.per_sample_losses(outputs, targets).mean()
+        losses, counted = self.label_losses(outputs, targets)
+        counted = counted.to(losses.dtype)
+        weighted = label_weight(losses.detach()) * losses * counted
+        return (weighted.sum(1) / counted.sum(1).clamp(min=1)).mean()
 
     def per_sample_losses(self, outputs, targets):
         raise NotImplementedError
+
+    def label_losses(self, outputs, targets):
+        """(losses, counted), both (B, L): the loss of each label a sample predicts and which of the L positions
+        hold one; a sample's loss is the mean over its counted labels. A class, or a CTC transcript (whose loss
+        sums over alignments, not tokens), is one label; a sequence-to-sequence transcript has one per token."""
+        import torch
+
+        losses = self.per_sample_losses(outputs, targets)[:, None]
+        return losses, torch.ones_like(losses, dtype=torch.bool)
 
     def score(self, model, dataset, batch_size: int, device: str) -> SetResult:
         raise NotImplementedError

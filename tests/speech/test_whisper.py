@@ -8,13 +8,14 @@ The reference for forgetting is a Whisper retrained without the voice, measured 
 benchmarks/whisper_speaker_forget.py (CI trains one Whisper, not two): on 2026-11-28 its WER on the voice's
 12 unseen utterances (48 words) was 0.167 against the original's 0.021, 7 more word errors: RETRAINED_RISE.
 
-The issue's bar (a rise of at least RETRAINED_RISE with the other voices' WER rising by at most 0.10) is met
-by the shipped recipe on this AMD machine's default kernels (seed 0: +0.167, others +0.073) but not when the
-same run is trained and unlearned with AVX2 kernels, as on an Intel CI machine (+0.104, others +0.109 on two
-threads; +0.229, others +0.127 on one), nor for seeds 1 and 2, nor reliably for any recipe variant tried on
-three trained Whispers (benchmarks/README.md, "Recipe sweep"). So this test holds what every run of its own
-case (the seed-0 Whisper, unlearning seed 0) met on the kernels tried: at least half the retrained rise,
-others at most +0.15. The full bar is an open item of issue #12, not a passing test.
+The issue's bar: a rise of at least RETRAINED_RISE with the other voices' WER rising by at most 0.10. The
+recipe ascends SimNPO's forget loss (`orthograd.forget_loss: simnpo`, β 10), which met that bar in 7 of 9 runs
+of a sweep over three trained Whispers and three seeds, against 2 of 9 for plain ascent (benchmarks/README.md,
+"Recipe sweep"), but not in every run. This test's own case (the seed-0 Whisper, unlearning seed 0) on this
+AMD machine, 2026-11-28: default kernels +0.250, others +0.086 (one thread and two); the fixture trained and
+unlearned with AVX2 kernels (`ATEN_CPU_CAPABILITY=avx2`, as an Intel machine may pick): one thread +0.250,
+others +0.078; two threads +0.271, others +0.190. So the test holds the voice to the full retrained rise and
+the others to what every run of its case met (+0.20); the others' 0.10 is an open item of issue #12.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from tests.conftest import run_cli
 from tests.hf_models import hf_whisper_transcripts
 
 RETRAINED_RISE = 7 / 48  # 0.1458
-OTHERS_RISE_LIMIT = 0.15  # worst seen in this test's case: +0.127 (AVX2, one thread); the issue asks for 0.10
+OTHERS_RISE_LIMIT = 0.20  # the issue asks for 0.10; worst seen in this test's case: +0.190 (AVX2, two threads)
 
 
 @pytest.fixture(scope="module")
@@ -57,13 +58,14 @@ def test_evaluate_gives_the_wer_of_whispers_own_generate(cli, whisper_folder, sp
 
 
 @pytest.mark.slow
-def test_forgetting_a_voice_goes_half_way_to_retraining_and_spares_the_others(whisper_demo):
+def test_forgetting_a_voice_goes_as_far_as_retraining_at_a_bounded_cost_to_the_others(whisper_demo):
     _, run = whisper_demo
     before, after = run["metrics"]["before"], run["metrics"]["after"]
     assert run["task"] == "asr_seq2seq" and run["steps"] > 0
     rise = after["forget_test_wer"]["value"] - before["forget_test_wer"]["value"]
-    assert rise >= RETRAINED_RISE / 2, (rise, RETRAINED_RISE)
-    assert after["test_wer"]["value"] - before["test_wer"]["value"] <= OTHERS_RISE_LIMIT
+    others_rise = after["test_wer"]["value"] - before["test_wer"]["value"]
+    assert rise >= RETRAINED_RISE - 1e-9, (rise, RETRAINED_RISE)
+    assert others_rise <= OTHERS_RISE_LIMIT, others_rise
 
 
 @pytest.mark.slow
@@ -109,26 +111,33 @@ def untrained_whisper(tmp_path_factory, speech_corpus):
     return folder
 
 
-@pytest.mark.parametrize("dtype, tolerance", [(torch.float32, 1e-4), (torch.float64, 1e-9)])
-def test_hooks_match_the_per_utterance_loop_on_padded_batches(untrained_whisper, speech_corpus, dtype, tolerance):
-    from orthograd_cli.gradients.per_sample import per_sample_grads
+def lora_whisper(folder, speech_corpus, dtype):
+    """(model with default LoRA targets, its perturbed adapter weights, 5 training utterances of several lengths)."""
     from orthograd_cli.loading import load_set
     from orthograd_cli.models.checkpoint import read_checkpoint
     from orthograd_cli.models.lora import wrap_with_lora
     from orthograd_cli.models.registry import load_model, resolve_model_info
     from orthograd_cli.recipe import Recipe
-    from orthograd_cli.tasks import asr_seq2seq
 
-    checkpoint = read_checkpoint(untrained_whisper)
+    checkpoint = read_checkpoint(folder)
     info = resolve_model_info(checkpoint)
     utterances = load_set(speech_corpus / "train.csv", info, Recipe()).subset(torch.tensor([0, 61, 130, 200, 333]))
     model = load_model(checkpoint, info)
     model = wrap_with_lora(model, 4, 8, info.source.default_lora_targets(model)).to(dtype).eval()
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
-    assert len(params) == 2 * (2 * 4 + 2 * 8)  # (lora_A, lora_B) × the 24 attention projections
     with torch.no_grad():
         for p in params.values():
             p.add_(0.05 * torch.randn_like(p))
+    return model, params, utterances
+
+
+@pytest.mark.parametrize("dtype, tolerance", [(torch.float32, 1e-4), (torch.float64, 1e-9)])
+def test_hooks_match_the_per_utterance_loop_on_padded_batches(untrained_whisper, speech_corpus, dtype, tolerance):
+    from orthograd_cli.gradients.per_sample import per_sample_grads
+    from orthograd_cli.tasks import asr_seq2seq
+
+    model, params, utterances = lora_whisper(untrained_whisper, speech_corpus, dtype)
+    assert len(params) == 2 * (2 * 4 + 2 * 8)  # (lora_A, lora_B) × the 24 attention projections
     (features, decoder_ids), targets = utterances.batch(torch.arange(len(utterances)))
     assert len(set(targets[2].tolist())) > 1, "the batch must have transcripts of several lengths (padding)"
     got, _ = per_sample_grads(model, params, (features.to(dtype), decoder_ids), targets, asr_seq2seq.mean_loss,
@@ -139,6 +148,33 @@ def test_hooks_match_the_per_utterance_loop_on_padded_batches(untrained_whisper,
         for name, grad in zip(params, torch.autograd.grad(loss, list(params.values()))):
             error = float((got[name][i] - grad).norm() / grad.norm())
             assert error <= tolerance, f"{name}, utterance {i}: relative error {error:.2e}"
+
+
+def test_simnpo_weighs_each_transcript_token_as_the_published_loss_does(untrained_whisper, speech_corpus):
+    """SimNPO (γ = 0) on a transcript: L = mean over utterances of the mean over its tokens of (2/β)·softplus(−β·ℓₜ);
+    OrthoGrad's g_u on a padded batch is −∇L computed utterance by utterance, unpadded, in float64."""
+    import torch.nn.functional as F
+
+    from orthograd_cli.gradients.per_sample import batch_grad
+    from orthograd_cli.methods.orthograd import forget_loss_fn
+    from orthograd_cli.recipe import MethodSpec
+    from orthograd_cli.tasks import asr_seq2seq
+
+    beta = 0.5  # an untrained model's token losses are about log(vocabulary) ≈ 5.7
+    model, params, utterances = lora_whisper(untrained_whisper, speech_corpus, torch.float64)
+    (features, decoder_ids), targets = utterances.batch(torch.arange(len(utterances)))
+    spec = MethodSpec.model_validate({"orthograd": {"forget_loss": "simnpo", "simnpo_beta": beta}})
+    got, _ = batch_grad(model, params, (features.double(), decoder_ids), targets,
+                        forget_loss_fn(spec, asr_seq2seq.mean_loss))
+    published = 0
+    for i in range(len(utterances)):
+        (one_features, one_ids), (labels, first, ends) = utterances.batch(torch.tensor([i]))
+        logits = model(one_features.double(), one_ids)[0, first[0]:ends[0]]
+        token_losses = F.cross_entropy(logits, labels[0, first[0]:ends[0]], reduction="none")
+        published = published + (2 / beta * F.softplus(-beta * token_losses)).mean() / len(utterances)
+    for name, reference in zip(params, torch.autograd.grad(published, list(params.values()))):
+        error = float((got[name] + reference).norm() / reference.norm())
+        assert error <= 1e-9, f"{name}: relative error {error:.2e}"
 
 
 def write_manifest(path, rows):

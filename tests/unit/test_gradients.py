@@ -230,3 +230,36 @@ def test_auto_backend_uses_vmap_where_hooks_do_not_apply(trained_model, recipe, 
         assert float((auto[name] - slow[name]).norm() / slow[name].norm().clamp_min(1e-30)) <= 1e-4, name
     with pytest.raises(RecipeError, match="backend: hooks"):
         per_sample_grads(model, params, inputs, labels, mean_loss, "hooks")
+
+
+def simnpo_spec(method_spec, beta: float):
+    from orthograd_cli.recipe import MethodSpec
+
+    return MethodSpec.model_validate({**method_spec.model_dump(), "orthograd": {"forget_loss": "simnpo",
+                                                                                "simnpo_beta": beta}})
+
+
+def test_simnpo_forget_gradient_is_minus_the_gradient_of_the_published_loss(mid_unlearning, image_sets, recipe):
+    """SimNPO with γ = 0 descends L = mean (2/β)·softplus(−β·ℓᵢ) (ℓᵢ a sample's cross-entropy): g_u, which
+    OrthoGrad ascends, must be −∇L, in float64, while the loss it reports stays the plain mean."""
+    import copy
+
+    import torch.nn.functional as F
+
+    from orthograd_cli.methods.orthograd import forget_loss_fn
+
+    beta = 20.0
+    model = copy.deepcopy(mid_unlearning[0]).double()
+    params = trainable_parameters(model)
+    inputs, labels = image_sets["forget"].batch(torch.arange(32))
+    inputs = inputs.double()
+    got, reported = batch_grad(model, params, inputs, labels, forget_loss_fn(simnpo_spec(recipe.method, beta),
+                                                                               mean_loss))
+    losses = F.cross_entropy(model(inputs), labels, reduction="none")
+    published = (2 / beta * F.softplus(-beta * losses)).mean()
+    reference = dict(zip(params, torch.autograd.grad(published, list(params.values()))))
+    flat = lambda grads: torch.cat([grads[n].reshape(-1) for n in params])  # noqa: E731
+    assert float((flat(got) + flat(reference)).norm() / flat(reference).norm()) <= 1e-10
+    assert float(reported) == pytest.approx(float(losses.detach().mean()), abs=1e-12)
+    plain, _ = batch_grad(model, params, inputs, labels, mean_loss)
+    assert float((flat(got) - flat(plain)).norm() / flat(plain).norm()) >= 0.05, "the weights changed nothing"

@@ -79,9 +79,6 @@ class AsrTask(Task):
                             zero_infinity=True)
         return losses / token_lengths.clamp(min=1).to(losses.dtype)
 
-    def mean_loss(self, outputs, targets):
-        return self.per_sample_losses(outputs, targets).mean()
-
     def score(self, model, audio_set, batch_size, device):
         from orthograd_cli.tasks.asr.data import transcripts
 

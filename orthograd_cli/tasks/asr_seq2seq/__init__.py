@@ -61,14 +61,18 @@ class Seq2SeqAsrTask(AsrTask):
 
     def per_sample_losses(self, outputs, targets):
         """Mean token cross-entropy over each utterance's positions first..ends−1 (float32 or wider)."""
+        token_losses, counted = self.label_losses(outputs, targets)
+        return (token_losses * counted).sum(1) / counted.sum(1).clamp(min=1)
+
+    def label_losses(self, outputs, targets):
+        """Each position's token cross-entropy, and which positions hold the transcript or the end token."""
         import torch
 
         labels, first, ends = targets
         log_probs = torch.log_softmax(outputs if outputs.dtype == torch.float64 else outputs.float(), dim=-1)
         positions = torch.arange(labels.shape[1], device=labels.device)[None]
         counted = (positions >= first[:, None]) & (positions < ends[:, None])
-        token_losses = -log_probs.gather(-1, labels.unsqueeze(-1)).squeeze(-1)
-        return (token_losses * counted).sum(1) / counted.sum(1).clamp(min=1)
+        return -log_probs.gather(-1, labels.unsqueeze(-1)).squeeze(-1), counted
 
     def transcribe(self, model, audio_set, batch_size, device):
         return transcribe(model, audio_set, batch_size, device)

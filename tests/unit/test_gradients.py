@@ -232,14 +232,7 @@ def test_auto_backend_uses_vmap_where_hooks_do_not_apply(trained_model, recipe, 
         per_sample_grads(model, params, inputs, labels, mean_loss, "hooks")
 
 
-def simnpo_spec(method_spec, beta: float):
-    from orthograd_cli.recipe import MethodSpec
-
-    return MethodSpec.model_validate({**method_spec.model_dump(), "orthograd": {"forget_loss": "simnpo",
-                                                                                "simnpo_beta": beta}})
-
-
-def test_simnpo_forget_gradient_is_minus_the_gradient_of_the_published_loss(mid_unlearning, image_sets, recipe):
+def test_simnpo_forget_gradient_is_minus_the_gradient_of_the_published_loss(mid_unlearning, image_sets):
     """SimNPO with γ = 0 descends L = mean (2/β)·softplus(−β·ℓᵢ) (ℓᵢ a sample's cross-entropy): g_u, which
     OrthoGrad ascends, must be −∇L, in float64, while the loss it reports stays the plain mean."""
     import copy
@@ -247,14 +240,15 @@ def test_simnpo_forget_gradient_is_minus_the_gradient_of_the_published_loss(mid_
     import torch.nn.functional as F
 
     from orthograd_cli.methods.orthograd import forget_loss_fn
+    from orthograd_cli.recipe import MethodSpec
 
     beta = 20.0
+    spec = MethodSpec.model_validate({"orthograd": {"forget_loss": "simnpo", "simnpo_beta": beta}})
     model = copy.deepcopy(mid_unlearning[0]).double()
     params = trainable_parameters(model)
     inputs, labels = image_sets["forget"].batch(torch.arange(32))
     inputs = inputs.double()
-    got, reported = batch_grad(model, params, inputs, labels, forget_loss_fn(simnpo_spec(recipe.method, beta),
-                                                                               mean_loss))
+    got, reported = batch_grad(model, params, inputs, labels, forget_loss_fn(spec, mean_loss))
     losses = F.cross_entropy(model(inputs), labels, reduction="none")
     published = (2 / beta * F.softplus(-beta * losses)).mean()
     reference = dict(zip(params, torch.autograd.grad(published, list(params.values()))))

@@ -48,7 +48,8 @@ def main(argv: list[str] | None = None) -> None:
     train = load_set(corpus / "train.csv", info, recipe, "train")
     forget_batch = train.batch(torch.arange(420, 436), device)  # one voice's utterances
     where = torch.cuda.get_device_name() if device == "cuda" else f"cpu, {torch.get_num_threads()} threads"
-    print(f"{title}, LoRA r={recipe.lora.r} on q/k/v/out: "
+    targets = ", ".join(recipe.lora.target_modules or ["q/k/v/out"])
+    print(f"{title}, LoRA r={recipe.lora.r} on {targets}: "
           f"{sum(p.numel() for p in params.values()):,} trainable, {where}, median of {args.repeats}")
     method = recipe.method
     print(f"{'k':>5} {'NegGrad+ s':>11} {'OrthoGrad s':>12} {'ratio':>7}   ({method.projection.scope} scope, "

@@ -66,7 +66,7 @@ class LoraSpec(_Section):
     r: int = Field(8, ge=1, le=1024)
     alpha: float = Field(16.0, gt=0)
     target_modules: list[str] | None = Field(None, description="module names, or patterns with * (every Linear/"
-                                             "Conv2d whose name matches); default depends on the architecture")
+                                             "Conv1d/Conv2d whose name matches); default depends on the architecture")
 
 
 class ProjectionSpec(_Section):
@@ -80,8 +80,9 @@ class ProjectionSpec(_Section):
 
 class PerSampleSpec(_Section):
     backend: Literal["auto", "hooks", "vmap", "loop", "gram"] = Field(
-        "auto", description="auto: hooks (one batched backward) for Linear/Conv2d weights such as LoRA, else vmap; "
-                            "gram: never stores the k per-sample gradients (global scope only; for full-parameter runs)")
+        "auto", description="auto: hooks (one batched backward) for Linear/Conv1d/Conv2d weights such as LoRA, else "
+                            "vmap; gram: never stores the k per-sample gradients (global scope only; for "
+                            "full-parameter runs)")
     chunk_size: int | None = Field(None, ge=1, description="vmap chunk size, bounds memory")
     memory_gb: float | None = Field(None, gt=0, description="gram backend: the most one layer's temporaries may take "
                                                             "(unset: a quarter of the free device memory, never more "

@@ -1,13 +1,14 @@
-"""Per-sample gradients of Linear and Conv2d weights from one batched backward pass.
+"""Per-sample gradients of Linear and Conv1d/Conv2d weights from one batched backward pass.
 
 For a layer y = W x (+ b), the gradient of sample i's loss is δ_i x_iᵀ, where δ_i = ∂loss_i/∂y_i.
 A forward hook keeps each layer's input and output; one `autograd.grad` of the summed loss with
 respect to the outputs gives every δ_i at once (each sample's output depends on that sample alone,
 as long as BatchNorm runs on running statistics); an einsum then forms the k outer products.
-Convolutions are unfolded into patches first, so the same outer product applies.
+Convolutions are unfolded into patches first, so the same outer product applies (a Conv1d as a
+Conv2d of height 1).
 
 This is exact, and it covers every trainable tensor of a LoRA model (lora_A and lora_B are plain
-Linear or Conv2d layers), which makes it much cheaper than vmap there.
+Linear, Conv1d or Conv2d layers), which makes it much cheaper than vmap there.
 """
 
 from __future__ import annotations
@@ -28,15 +29,16 @@ def owner(model, param_name: str):
 
 
 def plain_layer(module, extra: tuple = ()) -> bool:
-    """Linear, an ungrouped zero-padded Conv2d, or one of the `extra` layer types."""
+    """Linear, an ungrouped zero-padded Conv1d or Conv2d with numeric padding, or one of the `extra` layer types."""
     import torch.nn as nn
 
-    conv = isinstance(module, nn.Conv2d) and module.groups == 1 and module.padding_mode == "zeros"
+    conv = (isinstance(module, (nn.Conv1d, nn.Conv2d)) and module.groups == 1 and module.padding_mode == "zeros"
+            and not isinstance(module.padding, str))  # "same"/"valid": F.unfold takes numbers
     return conv or isinstance(module, (nn.Linear, *extra))
 
 
 def supports(model, params: dict, extra: tuple = ()) -> bool:
-    """True when every trainable tensor is the weight or bias of a Linear or ungrouped Conv2d
+    """True when every trainable tensor is the weight or bias of a Linear or ungrouped Conv1d/Conv2d
     (or of an `extra` layer type)."""
     for name in params:
         module, attribute = owner(model, name)
@@ -92,8 +94,13 @@ def _weight_grad(module, inputs, delta):
 
     if isinstance(module, nn.Linear):
         return torch.einsum("b...o,b...i->boi", delta, inputs)
-    patches = F.unfold(inputs, module.kernel_size, dilation=module.dilation, padding=module.padding,
-                       stride=module.stride)  # (b, in·kh·kw, L)
+    if isinstance(module, nn.Conv1d):  # as a Conv2d of height 1: (b, c, L) -> (b, c, 1, L)
+        inputs = inputs.unsqueeze(2)
+        kernel_size, dilation, padding, stride = ((1, *module.kernel_size), (1, *module.dilation),
+                                                  (0, *module.padding), (1, *module.stride))
+    else:
+        kernel_size, dilation, padding, stride = module.kernel_size, module.dilation, module.padding, module.stride
+    patches = F.unfold(inputs, kernel_size, dilation=dilation, padding=padding, stride=stride)  # (b, in·kh·kw, L)
     grads = torch.einsum("bol,bcl->boc", delta.flatten(2), patches)
     return grads.reshape(len(inputs), *module.weight.shape)
 
@@ -107,7 +114,7 @@ def _bias_grad(module, delta):
 
 
 def hook_grads(model, params: dict, inputs, labels, loss_fn: Callable):
-    """({name: (k, *shape)}, per-sample losses (k,)) for Linear/Conv2d parameters; see `supports`."""
+    """({name: (k, *shape)}, per-sample losses (k,)) for Linear/Conv1d/Conv2d parameters; see `supports`."""
     layers, losses = capture_layers(model, params, inputs, labels, loss_fn)
     by_module: dict[int, list] = {}
     for name in params:

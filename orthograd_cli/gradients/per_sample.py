@@ -3,7 +3,7 @@
 Backends for per-sample gradients (all return ({name: tensor of shape (k, *param.shape)}, losses (k,))):
 - `vmap`: torch.func `vmap(grad(loss))` over `functional_call`, one vectorised pass; `chunk_size`
   bounds memory.
-- `hooks`: one batched backward with per-layer hooks (see hooks.py); exact for Linear and Conv2d
+- `hooks`: one batched backward with per-layer hooks (see hooks.py); exact for Linear, Conv1d and Conv2d
   weights, which is every trainable tensor of a LoRA model.
 - `loop`: one backward per sample. Slow; kept as the reference the others are tested against.
 - `auto`: `hooks` where it applies, else `vmap`.
@@ -50,8 +50,8 @@ def per_sample_grads(model, params: dict, inputs, labels, loss_fn: Callable, bac
                     raise RecipeError(f"method.per_sample.backend: hooks cannot run this model ({err})",
                                       "use auto, vmap or loop") from None
         elif backend == "hooks":
-            raise RecipeError("method.per_sample.backend: hooks needs every trainable tensor to be a Linear/Conv2d "
-                              "weight or bias", "use auto, vmap or loop")
+            raise RecipeError("method.per_sample.backend: hooks needs every trainable tensor to be a Linear/Conv1d/"
+                              "Conv2d weight or bias", "use auto, vmap or loop")
         backend = "vmap"
     if backend == "vmap":
         if isinstance(inputs, tuple):  # padded sequence batches: their losses (CTC) have no vmap rule

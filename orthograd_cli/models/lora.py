@@ -17,6 +17,13 @@ from orthograd_cli.models.checkpoint import read_checkpoint
 ADAPTER_INFO = "orthograd_adapter.json"
 
 
+def adaptable_layers() -> tuple:
+    """The layer types LoRA adapts here, which hooks.py also differentiates exactly."""
+    import torch.nn as nn
+
+    return nn.Linear, nn.Conv1d, nn.Conv2d
+
+
 def wrap_with_lora(model, r: int, alpha: float, targets: list[str]):
     """Wrap `model` in a peft LoRA model on the named modules: base weights frozen, adapters trainable."""
     import torch.nn as nn
@@ -31,31 +38,41 @@ def wrap_with_lora(model, r: int, alpha: float, targets: list[str]):
         raise RecipeError(f"lora.target_modules: no module named '{unknown[0]}' in the model",
                           did_you_mean(unknown[0], names) or "inspect the checkpoint to see its module names")
     # the layers LoRA adapts here, and that the per-sample backends differentiate exactly
-    unsupported = [t for t in targets if not isinstance(names[t], (nn.Linear, nn.Conv2d))]
+    unsupported = [t for t in targets if not isinstance(names[t], adaptable_layers())]
     if unsupported:
         module = names[unsupported[0]]
         raise RecipeError(f"lora.target_modules: '{unsupported[0]}' is a {type(module).__name__}, which takes no "
-                          "LoRA adapter", "name Linear or Conv2d layers (or set lora.enabled: false)")
-    grouped = [t for t in targets if isinstance(names[t], nn.Conv2d) and names[t].groups > 1]
+                          "LoRA adapter", "name Linear, Conv1d or Conv2d layers (or set lora.enabled: false)")
+    grouped = [t for t in targets if isinstance(names[t], (nn.Conv1d, nn.Conv2d)) and names[t].groups > 1]
     if grouped:  # depthwise/grouped convolutions (MobileNet, EfficientNet): peft cannot merge LoRA into them
         raise RecipeError(f"lora.target_modules: '{grouped[0]}' is a grouped convolution (groups="
                           f"{names[grouped[0]].groups}), which peft's LoRA cannot merge",
                           "leave it out (the default targets skip grouped convolutions)")
     if not targets:
         raise RecipeError("lora.target_modules: the model has no layer to put LoRA adapters on",
-                          "name Linear or Conv2d layers, or set lora.enabled: false")
+                          "name Linear, Conv1d or Conv2d layers, or set lora.enabled: false")
     config = LoraConfig(r=r, lora_alpha=alpha, target_modules=targets, lora_dropout=0.0, bias="none")
     with warnings.catch_warnings():  # peft asks transformers models a deprecated attribute; not the user's concern
         warnings.simplefilter("ignore", FutureWarning)
-        return get_peft_model(model, config)
+        return with_conv_geometry(get_peft_model(model, config))
+
+
+def with_conv_geometry(peft_model):
+    """peft's LoRA convolution wrappers do not pass on their base layer's `stride`, which models read
+    (Whisper's encoder sizes its input from `conv1.stride` and `conv2.stride`); give it to them."""
+    from peft.tuners.lora import LoraLayer
+
+    for module in peft_model.modules():
+        if isinstance(module, LoraLayer) and hasattr(module.get_base_layer(), "stride"):
+            module.stride = module.get_base_layer().stride
+    return peft_model
 
 
 def expand_patterns(targets: list[str], names) -> list[str]:
-    """Target names with `*` stand for every Linear or Conv2d module whose name matches (fnmatch), in module
-    order, e.g. `model.encoder.layers.*.self_attn.*_proj` for every encoder layer of any depth; other names stay."""
+    """Target names with `*` stand for every Linear, Conv1d or Conv2d module whose name matches (fnmatch), in
+    module order, e.g. `model.encoder.layers.*.self_attn.*_proj` for every encoder layer of any depth; other names
+    stay."""
     import fnmatch
-
-    import torch.nn as nn
 
     expanded = []
     for target in targets:
@@ -63,12 +80,12 @@ def expand_patterns(targets: list[str], names) -> list[str]:
             expanded.append(target)
             continue
         matches = [name for name, module in names.items() if fnmatch.fnmatchcase(name, target)
-                   and isinstance(module, (nn.Linear, nn.Conv2d))]
+                   and isinstance(module, adaptable_layers())]
         if not matches:
             from orthograd_cli.errors import RecipeError
 
-            raise RecipeError(f"lora.target_modules: the pattern '{target}' matches no Linear or Conv2d module",
-                              "inspect the checkpoint to see its module names")
+            raise RecipeError(f"lora.target_modules: the pattern '{target}' matches no Linear, Conv1d or Conv2d "
+                              "module", "inspect the checkpoint to see its module names")
         expanded += [name for name in matches if name not in expanded]
     return expanded
 
@@ -130,7 +147,7 @@ def load_adapter_into(model, directory: Path):
     weights = read_checkpoint(weights_path).state_dict  # truncated, pickled or non-finite: a CheckpointError
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
-        peft_model = get_peft_model(model, config)
+        peft_model = with_conv_geometry(get_peft_model(model, config))
     expected = {k: v.shape for k, v in peft_model.state_dict().items() if "lora_" in k}
     for key, tensor in weights.items():
         full = _peft_state_key(key, expected)

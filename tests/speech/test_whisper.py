@@ -9,13 +9,13 @@ benchmarks/whisper_speaker_forget.py (CI trains one Whisper, not two): on 2026-1
 12 unseen utterances (48 words) was 0.167 against the original's 0.021, 7 more word errors: RETRAINED_RISE.
 
 The issue's bar: a rise of at least RETRAINED_RISE with the other voices' WER rising by at most 0.10. The
-recipe ascends SimNPO's forget loss (`orthograd.forget_loss: simnpo`, β 10), which met that bar in 7 of 9 runs
-of a sweep over three trained Whispers and three seeds, against 2 of 9 for plain ascent (benchmarks/README.md,
-"Recipe sweep"), but not in every run. This test's own case (the seed-0 Whisper, unlearning seed 0) on this
-AMD machine, 2026-11-28: default kernels +0.250, others +0.086 (one thread and two); the fixture trained and
-unlearned with AVX2 kernels (`ATEN_CPU_CAPABILITY=avx2`, as an Intel machine may pick): one thread +0.250,
-others +0.078; two threads +0.271, others +0.190. So the test holds the voice to the full retrained rise and
-the others to what every run of its case met (+0.20); the others' 0.10 is an open item of issue #12.
+recipe puts its adapters on the encoder's two convolutions (the front end, where a voice differs from the
+others), ascends SimNPO's forget loss and stops at forget accuracy 0.7 on held-out training utterances; over
+three trained Whispers and three unlearning seeds it met the bar 9 times in 9, the others rising by +0.016 to
++0.047 (benchmarks/README.md, "Recipe sweep"). This test's own case (the seed-0 Whisper, unlearning seed 0) on
+this AMD machine, 2026-11-28: default kernels +0.354, others +0.023 (one thread) and +0.024 (two); the fixture
+trained and unlearned with AVX2 kernels (`ATEN_CPU_CAPABILITY=avx2`, as an Intel machine may pick): +0.167,
+others +0.023, on one thread and two.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ from tests.conftest import run_cli
 from tests.hf_models import hf_whisper_transcripts
 
 RETRAINED_RISE = 7 / 48  # 0.1458
-OTHERS_RISE_LIMIT = 0.20  # the issue asks for 0.10; worst seen in this test's case: +0.190 (AVX2, two threads)
+OTHERS_RISE_LIMIT = 0.10
+CONVOLUTIONS = ["model.encoder.conv1", "model.encoder.conv2"]  # the recipe's LoRA targets: Conv1d, stride 1 and 2
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +59,7 @@ def test_evaluate_gives_the_wer_of_whispers_own_generate(cli, whisper_folder, sp
 
 
 @pytest.mark.slow
-def test_forgetting_a_voice_goes_as_far_as_retraining_at_a_bounded_cost_to_the_others(whisper_demo):
+def test_forgetting_a_voice_goes_as_far_as_retraining_and_the_others_keep_their_wer(whisper_demo):
     _, run = whisper_demo
     before, after = run["metrics"]["before"], run["metrics"]["after"]
     assert run["task"] == "asr_seq2seq" and run["steps"] > 0
@@ -88,10 +89,9 @@ def test_the_output_folder_is_a_whisper_folder_with_the_reported_wer(cli, whispe
     # decoded by Whisper's own generate with the folder's processor: the WER the report gives
     references, hypotheses = hf_whisper_transcripts(out, forget_voice / "test.csv", batch_size=16)
     assert abs(jiwer.wer(references, hypotheses) - run["metrics"]["after"]["test_wer"]["value"]) <= 1e-9
-    # the adapter: the recipe's pattern, q/k/v/out of both encoder layers' self-attention
+    # the adapter: the recipe's targets, the encoder's two convolutions
     adapter = json.loads((out / "adapter" / "adapter_config.json").read_text())
-    assert sorted(adapter["target_modules"]) == sorted(f"model.encoder.layers.{i}.self_attn.{p}_proj"
-                                                       for i in range(2) for p in ("q", "k", "v", "out"))
+    assert sorted(adapter["target_modules"]) == CONVOLUTIONS
     base = transformers.WhisperForConditionalGeneration.from_pretrained(str(whisper_folder))
     merged = PeftModel.from_pretrained(base, str(out / "adapter")).merge_and_unload().state_dict()
     assert max(float((merged[k] - v).abs().max()) for k, v in written.items()) <= 1e-6
@@ -111,8 +111,9 @@ def untrained_whisper(tmp_path_factory, speech_corpus):
     return folder
 
 
-def lora_whisper(folder, speech_corpus, dtype):
-    """(model with default LoRA targets, its perturbed adapter weights, 5 training utterances of several lengths)."""
+def lora_whisper(folder, speech_corpus, dtype, targets=None):
+    """(model with LoRA on `targets` (default: the model source's), its perturbed adapter weights, 5 training
+    utterances of several lengths)."""
     from orthograd_cli.loading import load_set
     from orthograd_cli.models.checkpoint import read_checkpoint
     from orthograd_cli.models.lora import wrap_with_lora
@@ -123,7 +124,7 @@ def lora_whisper(folder, speech_corpus, dtype):
     info = resolve_model_info(checkpoint)
     utterances = load_set(speech_corpus / "train.csv", info, Recipe()).subset(torch.tensor([0, 61, 130, 200, 333]))
     model = load_model(checkpoint, info)
-    model = wrap_with_lora(model, 4, 8, info.source.default_lora_targets(model)).to(dtype).eval()
+    model = wrap_with_lora(model, 4, 8, targets or info.source.default_lora_targets(model)).to(dtype).eval()
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
     with torch.no_grad():
         for p in params.values():
@@ -131,13 +132,15 @@ def lora_whisper(folder, speech_corpus, dtype):
     return model, params, utterances
 
 
+@pytest.mark.parametrize("targets, adapted", [(None, 24), (CONVOLUTIONS, 2)], ids=["attention", "convolutions"])
 @pytest.mark.parametrize("dtype, tolerance", [(torch.float32, 1e-4), (torch.float64, 1e-9)])
-def test_hooks_match_the_per_utterance_loop_on_padded_batches(untrained_whisper, speech_corpus, dtype, tolerance):
+def test_hooks_match_the_per_utterance_loop_on_padded_batches(untrained_whisper, speech_corpus, dtype, tolerance,
+                                                              targets, adapted):
     from orthograd_cli.gradients.per_sample import per_sample_grads
     from orthograd_cli.tasks import asr_seq2seq
 
-    model, params, utterances = lora_whisper(untrained_whisper, speech_corpus, dtype)
-    assert len(params) == 2 * (2 * 4 + 2 * 8)  # (lora_A, lora_B) × the 24 attention projections
+    model, params, utterances = lora_whisper(untrained_whisper, speech_corpus, dtype, targets)
+    assert len(params) == 2 * adapted  # (lora_A, lora_B) × the 24 attention projections or the 2 convolutions
     (features, decoder_ids), targets = utterances.batch(torch.arange(len(utterances)))
     assert len(set(targets[2].tolist())) > 1, "the batch must have transcripts of several lengths (padding)"
     got, _ = per_sample_grads(model, params, (features.to(dtype), decoder_ids), targets, asr_seq2seq.mean_loss,

@@ -1,4 +1,4 @@
-"""lora.target_modules patterns: `*` names every Linear/Conv2d whose name matches, at any depth."""
+"""lora.target_modules patterns: `*` names every Linear/Conv1d/Conv2d whose name matches, at any depth."""
 
 from __future__ import annotations
 
@@ -20,5 +20,5 @@ def test_a_pattern_names_every_matching_layer_and_nothing_else():
     adapted = {name.removesuffix(".lora_A.default.weight") for name, p in wrapped.named_parameters()
                if p.requires_grad and name.endswith("lora_A.default.weight")}
     assert adapted == {f"base_model.model.{name}" for name in expected}
-    with pytest.raises(RecipeError, match="matches no Linear or Conv2d"):
+    with pytest.raises(RecipeError, match="matches no Linear, Conv1d or Conv2d"):
         expand_patterns(["encoder.*"], names)

@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 from orthograd_cli import distributed
 from orthograd_cli.errors import RecipeError
-from orthograd_cli.gradients.hooks import HooksUnsupported, capture_layers, owner
+from orthograd_cli.gradients.hooks import HooksUnsupported, capture_layers, owner, patches
 
 FLOAT64 = 8
 
@@ -47,7 +47,7 @@ def memory_budget(memory_gb: float | None, device, hooks_bytes: int) -> int:
 
 
 def supports(model, params: dict) -> bool:
-    """True when every trainable tensor belongs to a Linear, ungrouped Conv2d or BatchNorm2d layer."""
+    """True when every trainable tensor belongs to a Linear, ungrouped Conv1d/Conv2d or BatchNorm2d layer."""
     import torch.nn as nn
 
     from orthograd_cli.gradients import hooks
@@ -60,17 +60,14 @@ class _Layer:
 
     def __init__(self, module, layer_input, delta):
         import torch.nn as nn
-        import torch.nn.functional as F
 
         self.module = module
         k = layer_input.shape[0]
         if isinstance(module, nn.Linear):
             self.inputs = layer_input.reshape(k, -1, layer_input.shape[-1]).transpose(1, 2)
             self.deltas = delta.reshape(k, -1, delta.shape[-1]).transpose(1, 2)
-        elif isinstance(module, nn.Conv2d):
-            self.inputs = F.unfold(layer_input, module.kernel_size, dilation=module.dilation, padding=module.padding,
-                                   stride=module.stride)
-            self.deltas = delta.flatten(2)
+        elif isinstance(module, (nn.Conv1d, nn.Conv2d)):
+            self.inputs, self.deltas = patches(module, layer_input), delta.flatten(2)
         else:  # BatchNorm2d in eval mode: y = weight·x̂ + bias with x̂ from the running statistics
             normalised = (layer_input - module.running_mean[:, None, None]) / \
                 (module.running_var[:, None, None] + module.eps).sqrt()

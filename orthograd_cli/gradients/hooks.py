@@ -90,19 +90,26 @@ def _weight_grad(module, inputs, delta):
     """Per-sample weight gradients (b, *weight.shape) from layer inputs and output gradients."""
     import torch
     import torch.nn as nn
-    import torch.nn.functional as F
 
     if isinstance(module, nn.Linear):
         return torch.einsum("b...o,b...i->boi", delta, inputs)
-    if isinstance(module, nn.Conv1d):  # as a Conv2d of height 1: (b, c, L) -> (b, c, 1, L)
+    grads = torch.einsum("bol,bcl->boc", delta.flatten(2), patches(module, inputs))
+    return grads.reshape(len(inputs), *module.weight.shape)
+
+
+def patches(module, inputs):
+    """A convolution's input patches (b, in·kernel, L), whose outer products with δ give its weight gradients;
+    a Conv1d as a Conv2d of height 1."""
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    if isinstance(module, nn.Conv1d):  # (b, c, L) -> (b, c, 1, L)
         inputs = inputs.unsqueeze(2)
         kernel_size, dilation, padding, stride = ((1, *module.kernel_size), (1, *module.dilation),
                                                   (0, *module.padding), (1, *module.stride))
     else:
         kernel_size, dilation, padding, stride = module.kernel_size, module.dilation, module.padding, module.stride
-    patches = F.unfold(inputs, kernel_size, dilation=dilation, padding=padding, stride=stride)  # (b, in·kh·kw, L)
-    grads = torch.einsum("bol,bcl->boc", delta.flatten(2), patches)
-    return grads.reshape(len(inputs), *module.weight.shape)
+    return F.unfold(inputs, kernel_size, dilation=dilation, padding=padding, stride=stride)
 
 
 def _bias_grad(module, delta):

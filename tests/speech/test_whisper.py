@@ -153,6 +153,27 @@ def test_hooks_match_the_per_utterance_loop_on_padded_batches(untrained_whisper,
             assert error <= tolerance, f"{name}, utterance {i}: relative error {error:.2e}"
 
 
+def test_ghost_products_on_the_convolution_adapters_equal_the_explicit_gram(untrained_whisper, speech_corpus):
+    """The `gram` backend's K = G Gᵀ and G·g_u from each layer's patches and output gradients equal the products
+    of the explicit per-sample rows (hooks, checked against the loop above) on Conv1d adapters, in float64."""
+    from orthograd_cli.gradients.ghost import ghost_gram, supports
+    from orthograd_cli.gradients.per_sample import batch_grad, per_sample_grads
+    from orthograd_cli.tasks import asr_seq2seq
+
+    model, params, utterances = lora_whisper(untrained_whisper, speech_corpus, torch.float64, CONVOLUTIONS)
+    assert supports(model, params)
+    (features, decoder_ids), targets = utterances.batch(torch.arange(len(utterances)))
+    inputs = (features.double(), decoder_ids)
+    g_u, _ = batch_grad(model, params, (features[:2].double(), decoder_ids[:2]), tuple(t[:2] for t in targets),
+                        asr_seq2seq.mean_loss)
+    rows, _ = per_sample_grads(model, params, inputs, targets, asr_seq2seq.mean_loss, "hooks")
+    gram, along, _, _ = ghost_gram(model, params, inputs, targets, asr_seq2seq.mean_loss, g_u)
+    G = torch.cat([rows[n].reshape(len(utterances), -1) for n in params], dim=1)
+    flat_g_u = torch.cat([g_u[n].reshape(-1) for n in params])
+    assert float((gram - G @ G.T).norm() / (G @ G.T).norm()) <= 1e-9
+    assert float((along - G @ flat_g_u).norm() / (G @ flat_g_u).norm()) <= 1e-9
+
+
 def test_simnpo_weighs_each_transcript_token_as_the_published_loss_does(untrained_whisper, speech_corpus):
     """SimNPO (γ = 0) on a transcript: L = mean over utterances of the mean over its tokens of (2/β)·softplus(−β·ℓₜ);
     OrthoGrad's g_u on a padded batch is −∇L computed utterance by utterance, unpadded, in float64."""

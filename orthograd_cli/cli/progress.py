@@ -20,13 +20,15 @@ class ProgressBar(Observer):
         self.task = None
 
     def __enter__(self) -> "ProgressBar":
-        self.progress.__enter__()
-        return self
+        return self  # the display starts with the first run: an error before it leaves stderr at one line
 
     def __exit__(self, *exc) -> None:
-        self.progress.__exit__(*exc)
+        if self.progress.live.is_started:
+            self.progress.__exit__(*exc)
 
     def start(self, max_steps: int) -> None:
+        if not self.progress.live.is_started:
+            self.progress.__enter__()
         self.task = self.progress.add_task(self.description, total=max_steps, info="")
 
     def step(self, step: int, last_row: dict, latest: dict) -> None:

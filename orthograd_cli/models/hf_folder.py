@@ -67,20 +67,30 @@ def read_json_if_present(path: Path) -> dict | None:
     return read_json(path) if path.is_file() else None
 
 
+# Keys by which a folder's JSON files ask transformers to import Python code shipped in the folder (or a hub repo).
+REMOTE_CODE_KEYS = ("auto_map", "custom_pipelines")
+
+
+def refuse_remote_code(folder: Path) -> None:
+    """A folder whose config, tokenizer or processor files name code of their own (`auto_map`) is refused before
+    transformers reads any of them: that code would run on loading, and orthograd never runs a folder's code."""
+    for path in sorted(folder.glob("*.json")):
+        if path.name == SHARD_INDEX or not path.is_file():
+            continue
+        value = read_json(path)
+        asked = [key for key in REMOTE_CODE_KEYS if key in value]
+        if asked:
+            raise CheckpointError(f"{path}: '{asked[0]}' names Python code shipped with the model, and orthograd never "
+                                  "runs a model folder's code", "use a model class that transformers ships "
+                                  "(its config.json without auto_map)")
+
+
 def weight_files(folder: Path) -> list[Path]:
     """The safetensors files holding the weights, single file or shards; pickled weights are refused."""
     if (folder / SINGLE_FILE).is_file():
         return [folder / SINGLE_FILE]
     if (folder / SHARD_INDEX).is_file():
-        weight_map = read_json(folder / SHARD_INDEX).get("weight_map")
-        if not isinstance(weight_map, dict) or not weight_map:
-            raise CheckpointError(f"{folder / SHARD_INDEX}: no 'weight_map'", "re-save the model with save_pretrained")
-        shards = sorted(set(weight_map.values()))
-        missing = [name for name in shards if not (folder / name).is_file()]
-        if missing:
-            raise CheckpointError(f"{folder}: shard '{missing[0]}' listed in {SHARD_INDEX} is missing",
-                                  "copy every shard of the model into the folder")
-        return [folder / name for name in shards]
+        return [folder / name for name in shard_map(folder)[1]]
     if any((folder / name).is_file() for name in PICKLED_WEIGHTS):
         raise CheckpointError(f"{folder}: the weights are pickled (pytorch_model.bin); orthograd never unpickles files",
                               "convert once, safely: Model.from_pretrained(folder, use_safetensors=False)"
@@ -89,17 +99,50 @@ def weight_files(folder: Path) -> list[Path]:
                           "save the model with save_pretrained(folder)")
 
 
+def shard_map(folder: Path) -> tuple[dict[str, str], list[str]]:
+    """The shard index's {tensor: shard file} and its shard files in order. Only plain file names of this folder
+    are shards: a path (absolute, `../`, a subfolder) could read files from anywhere."""
+    index = folder / SHARD_INDEX
+    weight_map = read_json(index).get("weight_map")
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise CheckpointError(f"{index}: no 'weight_map'", "re-save the model with save_pretrained")
+    for tensor, name in weight_map.items():
+        if not isinstance(name, str) or name in ("", ".", "..") or Path(name).name != name or "\\" in name:
+            raise CheckpointError(f"{index}: tensor '{clip(tensor)}' is mapped to {clip(repr(name))}, which is not a "
+                                  "file name in the model folder", "shards must lie in the folder beside the index")
+    shards = sorted(set(weight_map.values()))
+    missing = [name for name in shards if not (folder / name).is_file()]
+    if missing:
+        raise CheckpointError(f"{folder}: shard '{clip(missing[0])}' listed in {SHARD_INDEX} is missing",
+                              "copy every shard of the model into the folder")
+    return weight_map, shards
+
+
+def clip(text: str, limit: int = 200) -> str:
+    """A value from a user's file, short enough for a one-line error."""
+    text = str(text)
+    return text if len(text) <= limit else text[:limit] + f"… ({len(text)} characters)"
+
+
 def read_hf_folder(folder: Path) -> Checkpoint:
     if not (folder / CONFIG).is_file():
         raise CheckpointError(f"{folder}: a folder, but not a Hugging Face model folder (no {CONFIG})",
                               "pass a .safetensors file, or a folder written by save_pretrained")
+    refuse_remote_code(folder)
     config = read_json(folder / CONFIG)
     files = weight_files(folder)
+    weight_map = shard_map(folder)[0] if len(files) > 1 or files[0].name != SINGLE_FILE else None
     state_dict, metadata = {}, {}
     for path in files:
         tensors, file_metadata = read_safetensors(path)
+        if weight_map is not None:
+            check_shard(folder, path.name, tensors, weight_map)
         state_dict.update(tensors)
         metadata = metadata or file_metadata
+    if weight_map is not None and set(weight_map) - set(state_dict):
+        absent = sorted(set(weight_map) - set(state_dict))[0]
+        raise CheckpointError(f"{folder / SHARD_INDEX}: tensor '{clip(absent)}' is in no shard",
+                              "re-save the model with save_pretrained")
     metadata.setdefault("format", "pt")  # from_pretrained refuses safetensors files without it
     for key, value in derived_metadata(folder, config).items():
         metadata.setdefault(key, value)
@@ -107,6 +150,16 @@ def read_hf_folder(folder: Path) -> Checkpoint:
         hashlib.sha256("".join(file_sha256(path) for path in files).encode()).hexdigest()
     return Checkpoint(path=folder, state_dict=state_dict, metadata=metadata, sha256=digest, is_folder=True,
                       config=config)
+
+
+def check_shard(folder: Path, shard: str, tensors: dict, weight_map: dict[str, str]) -> None:
+    """Each tensor of a shard must be one the index places there: a copy in another shard would otherwise take
+    the place of the one the index names, depending on the order the shards are read."""
+    stray = next((key for key in tensors if weight_map.get(key) != shard), None)
+    if stray is not None:
+        where = f"in '{clip(weight_map[stray])}'" if stray in weight_map else "nowhere"
+        raise CheckpointError(f"{folder / shard}: holds tensor '{clip(stray)}', which {SHARD_INDEX} places {where}",
+                              "re-save the model with save_pretrained")
 
 
 def derived_metadata(folder: Path, config: dict) -> dict[str, str]:

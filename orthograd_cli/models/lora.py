@@ -133,7 +133,7 @@ def load_adapter_into(model, directory: Path):
             raise UsageError(f"{directory}: not an adapter folder (missing {path.name})",
                              "pass the adapter/ folder that `orthograd forget` wrote")
     try:
-        config = LoraConfig.from_pretrained(str(directory))
+        config = LoraConfig.from_pretrained(str(directory), trust_remote_code=False)
     except (ValueError, TypeError, KeyError, OSError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"{config_path}: not a valid LoRA adapter config ({type(exc).__name__}: {exc})",
                               "pass the adapter/ folder that `orthograd forget` wrote, unchanged") from None

@@ -91,3 +91,56 @@ def test_a_folder_does_the_task_of_its_class(tmp_path):
     tiny_wav2vec2(tmp_path / "w2v", vocabulary())
     with pytest.raises(CheckpointError, match="model for asr, but the task is 'classification'"):
         resolve_model_info(read_checkpoint(tmp_path / "w2v"), task="classification")
+
+
+@pytest.fixture
+def sharded_folder(vit_folder, tmp_path):
+    """The ViT saved in shards of 100 KB (several files and an index)."""
+    import transformers
+
+    sharded = tmp_path / "sharded"
+    transformers.ViTForImageClassification.from_pretrained(str(vit_folder), trust_remote_code=False).save_pretrained(
+        str(sharded), max_shard_size="100KB")
+    shutil.copy(vit_folder / "preprocessor_config.json", sharded)
+    return sharded
+
+
+@pytest.mark.parametrize("place", ["absolute", "parent", "subfolder"])
+def test_a_shard_index_naming_a_file_outside_the_folder_is_refused(sharded_folder, tmp_path, place):
+    index_path = sharded_folder / "model.safetensors.index.json"
+    index = json.loads(index_path.read_text())
+    tensor, shard = next(iter(index["weight_map"].items()))
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    shutil.copy(sharded_folder / shard, outside / shard)  # a real shard there: only the path is wrong
+    (sharded_folder / "sub").mkdir()
+    shutil.copy(sharded_folder / shard, sharded_folder / "sub" / shard)
+    index["weight_map"][tensor] = {"absolute": str(outside / shard), "parent": f"../outside/{shard}",
+                                   "subfolder": f"sub/{shard}"}[place]
+    index_path.write_text(json.dumps(index))
+    with pytest.raises(CheckpointError, match="not a file name in the model folder") as refused:
+        read_checkpoint(sharded_folder)
+    assert refused.value.exit_code == 3
+
+
+def test_a_tensor_in_a_shard_the_index_does_not_name_is_refused(sharded_folder):
+    """Two shards holding one tensor: which copy wins would depend on read order."""
+    from safetensors.torch import load_file, save_file
+
+    index = json.loads((sharded_folder / "model.safetensors.index.json").read_text())
+    shards = sorted(set(index["weight_map"].values()))
+    first, second = (load_file(str(sharded_folder / name)) for name in shards[:2])
+    stray = next(iter(first))
+    save_file({**second, stray: torch.zeros_like(first[stray])}, str(sharded_folder / shards[1]),
+              metadata={"format": "pt"})
+    with pytest.raises(CheckpointError, match=f"holds tensor '{stray}', which .* places in '{shards[0]}'"):
+        read_checkpoint(sharded_folder)
+
+
+def test_a_tensor_the_index_names_but_no_shard_holds_is_refused(sharded_folder):
+    index_path = sharded_folder / "model.safetensors.index.json"
+    index = json.loads(index_path.read_text())
+    index["weight_map"]["vit.extra.weight"] = next(iter(index["weight_map"].values()))
+    index_path.write_text(json.dumps(index))
+    with pytest.raises(CheckpointError, match="'vit.extra.weight' is in no shard"):
+        read_checkpoint(sharded_folder)

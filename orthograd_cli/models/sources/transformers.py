@@ -16,7 +16,7 @@ and parameter names stay the class's own, so the state dict, LoRA targets and pe
 from __future__ import annotations
 
 from orthograd_cli.errors import CheckpointError
-from orthograd_cli.models.hf_folder import (CTC_ARCHITECTURES, SEQ2SEQ_ARCHITECTURES, SUPPORTED, kind_of,
+from orthograd_cli.models.hf_folder import (CTC_ARCHITECTURES, SEQ2SEQ_ARCHITECTURES, SUPPORTED, clip, kind_of,
                                            task_of)
 from orthograd_cli.models.sources.base import ModelSource
 
@@ -45,11 +45,23 @@ class TransformersSource(ModelSource):
 
         name = info.arch.removeprefix(PREFIX)
         model_class = getattr(transformers, name, None)
-        if model_class is None or task_of(name) is None:
-            raise CheckpointError(f"'{name}' is not a supported transformers model class", f"supported: {SUPPORTED}")
-        if not info.config or "model_type" not in info.config:
+        if not isinstance(model_class, type) or not issubclass(model_class, transformers.PreTrainedModel) \
+                or task_of(name) is None:  # an Auto class is a factory, not a model class
+            raise CheckpointError(f"'{clip(name)}' is not a supported transformers model class",
+                                  f"supported: {SUPPORTED}")
+        if not info.config:
             raise CheckpointError(f"'{info.arch}' needs its config.json", "pass the model folder, not a file")
-        config = transformers.AutoConfig.for_model(**info.config)
+        # the class's own config class: no Auto lookup, so nothing in the folder can name other code
+        config_class = model_class.config_class
+        model_type = info.config.get("model_type", config_class.model_type)
+        if model_type != config_class.model_type:
+            raise CheckpointError(f"config.json: model_type {clip(repr(model_type))} does not belong to {name} (which "
+                                  f"reads '{config_class.model_type}')", "restore config.json from the model's folder")
+        try:
+            config = config_class(**{key: value for key, value in info.config.items() if key != "model_type"})
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            raise CheckpointError(f"config.json: not a valid {config_class.__name__} ({type(exc).__name__}: "
+                                  f"{clip(str(exc))})", "restore config.json from the model's folder") from None
         return plain_forward_class(model_class, kind_of(name))(config)
 
     def checkpoint_keys(self, model, stored: set[str]) -> dict[str, str]:

@@ -23,9 +23,21 @@ import os
 _CURRENT: "Collective | None" = None
 
 
+# Set by cli/launch.py in each rank it starts (the launcher's pid, which the rank watches); torchrun sets its own.
+LAUNCHER_PID = "ORTHOGRAD_LAUNCHER_PID"
+LAUNCHER_MARKERS = (LAUNCHER_PID, "TORCHELASTIC_RUN_ID")
+RANK_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
 def launched() -> bool:
-    """Whether a launcher (ours or torchrun) started this process as one rank of several (or of a group of 1)."""
-    return "WORLD_SIZE" in os.environ and "RANK" in os.environ
+    """Whether a launcher (ours or torchrun) started this process as one rank of several (or of a group of 1).
+    RANK and WORLD_SIZE alone do not say so: a shell inside a torchrun or SLURM job inherits them."""
+    return "WORLD_SIZE" in os.environ and "RANK" in os.environ and any(m in os.environ for m in LAUNCHER_MARKERS)
+
+
+def ignored_variables() -> list[str]:
+    """The process-group variables in the environment of a process that was not launched as a rank."""
+    return [] if launched() else [name for name in RANK_VARIABLES if name in os.environ]
 
 
 def current() -> "Collective | None":

@@ -4,7 +4,7 @@
    symlinks followed): `check_not_an_input`.
 2. Writability and free space are checked before any work: `check_writable`.
 3. An output folder is claimed at the start (`claimed_folder`): a lock file beside it holds the
-   run's pid, so a second orthograd run on it fails at once, and the folder is created empty. Overwrite
+   run's host and pid, so a second orthograd run on it fails at once, and the folder is created empty. Overwrite
    replaces only a folder this tool made (it holds MARKER) and never one holding inputs, and nothing
    that another process wrote into the folder during the run. The results are written into a
    temporary folder beside and renamed into place at the end, so an interrupted or failed run leaves
@@ -19,6 +19,7 @@ import datetime
 import json
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -64,10 +65,33 @@ def check_output_file(out: str | Path, inputs: Iterable[str | Path], need_bytes:
     check_writable(out, need_bytes)
 
 
+def with_umask(path: Path) -> Path:
+    """Give a file or folder made by mkstemp/mkdtemp (only its owner may read them) the permissions any other new
+    file gets under the user's umask, so that the outputs are as readable as the user's other files."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~mask)
+    return path
+
+
 def write_marker(folder: Path, command: str) -> None:
     (folder / MARKER).write_text(json.dumps({
         "tool": "orthograd", "version": __version__, "command": command,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}) + "\n")
+
+
+def check_output_folder(out: str | Path, inputs: Iterable[str | Path] = (), overwrite: bool = False,
+                        need_bytes: int = 0, samples: Iterable[Path] = ()) -> None:
+    """Everything claimed_folder checks before it claims, without claiming: a launcher checks once for its ranks."""
+    out = Path(out)
+    check_not_an_input(out, inputs)
+    check_not_an_input(out, samples, resolved=True)
+    check_writable(out, need_bytes)
+    lock = _lock_path(out)
+    if lock.exists() and not _lock_is_stale(lock):
+        raise _locked(out, lock)
+    if out.exists():
+        _check_replaceable(out, overwrite)
 
 
 @contextlib.contextmanager
@@ -77,9 +101,7 @@ def claimed_folder(out: str | Path, command: str, inputs: Iterable[str | Path] =
     the block completes; on any error or interrupt, nothing is left at `out`. `inputs` are paths as
     given, `samples` the resolved files the manifests list."""
     out = Path(out)
-    check_not_an_input(out, inputs)
-    check_not_an_input(out, samples, resolved=True)
-    check_writable(out, need_bytes)
+    check_output_folder(out, inputs, overwrite, need_bytes, samples)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -89,6 +111,7 @@ def claimed_folder(out: str | Path, command: str, inputs: Iterable[str | Path] =
     try:
         existing = _claim(out, overwrite)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+        with_umask(tmp)
         try:
             yield tmp
             write_marker(tmp, command)
@@ -101,32 +124,62 @@ def claimed_folder(out: str | Path, command: str, inputs: Iterable[str | Path] =
         release_lock()
 
 
+def _lock_path(out: Path) -> Path:
+    return out.parent / f".{out.name}.orthograd-lock"
+
+
+def _locked(out: Path, lock: Path) -> UsageError:
+    return UsageError(f"{out}: another orthograd run is writing this output ({lock} exists)",
+                      "wait for it, or choose another output folder")
+
+
 def _lock(out: Path):
-    """A lock file beside `out` holding our pid: a second orthograd run on the same output fails at once. A
-    lock whose process is gone (killed with SIGKILL) is taken over. Returns how to release it."""
-    lock = out.parent / f".{out.name}.orthograd-lock"
+    """A lock file beside `out` naming our host and pid: a second orthograd run on the same output fails at once.
+    It appears with its content (written to a temporary file, then hard-linked into place, which fails if the lock
+    exists), so no run ever reads a half-written lock. A lock whose process is gone (killed with SIGKILL) is taken
+    over. Returns how to release it."""
+    lock = _lock_path(out)
     try:
-        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-    except FileExistsError:
-        if _lock_is_stale(lock):
-            lock.unlink(missing_ok=True)
-            return _lock(out)
-        raise UsageError(f"{out}: another orthograd run is writing this output ({lock} exists)",
-                         "wait for it, or choose another output folder") from None
+        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.lock-", dir=out.parent)
     except OSError as exc:
         raise UsageError(f"{out}: cannot create the output folder ({exc.strerror})",
                          "choose a writable output path") from None
-    with os.fdopen(fd, "w") as handle:
-        handle.write(str(os.getpid()))
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump({"host": socket.gethostname(), "pid": os.getpid()}, handle)
+        try:
+            os.link(tmp, lock)
+        except FileExistsError:
+            if not _lock_is_stale(lock):
+                raise _locked(out, lock) from None
+            lock.unlink(missing_ok=True)
+            os.link(tmp, lock)  # a run that took it over in between wins: this raises FileExistsError again
+    except FileExistsError:
+        raise _locked(out, lock) from None
+    finally:
+        os.unlink(tmp)
     return lambda: lock.unlink(missing_ok=True)
 
 
 def _lock_is_stale(lock: Path) -> bool:
+    """A lock is stale when its process is gone on this host. A lock from another host (a shared file system) or
+    one that cannot be read is held: nothing here can tell that its run is over."""
     try:
-        pid = int(lock.read_text().strip())
-        os.kill(pid, 0)
-    except (ValueError, OSError):
+        owner = json.loads(lock.read_text())
+        # a bare pid: the lock of an earlier orthograd version, written on this host
+        host, pid = (socket.gethostname(), owner) if isinstance(owner, int) else (owner["host"], int(owner["pid"]))
+    except FileNotFoundError:
         return True
+    except (OSError, ValueError, TypeError, KeyError):
+        return False
+    if host != socket.gethostname():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
     return False
 
 
@@ -136,11 +189,16 @@ def _claim(out: Path, overwrite: bool) -> set[str] | None:
     if not out.exists():
         out.mkdir()
         return None
+    return _check_replaceable(out, overwrite) or None
+
+
+def _check_replaceable(out: Path, overwrite: bool) -> set[str]:
+    """The entries of an existing `out` that a run may replace (none: an empty folder); else a UsageError."""
     if not out.is_dir():
         raise UsageError(f"{out}: exists and is not a folder", "choose another output folder")
     entries = {p.name for p in out.iterdir()}
     if not entries:  # empty (a killed run's claim, or made by hand): nothing to lose
-        return None
+        return entries
     if not overwrite:
         raise UsageError(f"{out}: output folder exists", "overwrite it, or choose another output folder")
     if MARKER not in entries:

@@ -69,18 +69,6 @@ app.command("report-schema", epilog=report_schema.EPILOG)(report_schema.report_s
 app.add_typer(recipes.app, name="recipes")
 
 
-def _requested_processes(args: list[str]) -> int:
-    """N of `forget … --nproc N` when this process is not itself a rank; 1 otherwise (also when N is not a
-    number: the command's own parsing then says so)."""
-    from orthograd_cli import distributed
-    from orthograd_cli.cli.launch import split_nproc
-
-    if not args or args[0] != "forget" or distributed.launched():
-        return 1
-    value, _ = split_nproc(args)
-    return int(value) if value and value.isdigit() else 1
-
-
 def _print_error(message: str, hint: str | None) -> None:
     line = f"error: {message}"
     if hint:
@@ -161,15 +149,14 @@ def _run(argv: list[str] | None) -> None:
 
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get("ORTHOGRAD_DEBUG") == "1"
-    processes = _requested_processes(args)
-    if processes > 1:  # `forget --nproc N`: this process only launches and watches the N ranks
-        from orthograd_cli.cli.launch import launch
+    from orthograd_cli.cli.launch import follow_launcher
 
-        sys.exit(launch(processes, args))
+    follow_launcher()  # a rank of `forget --nproc N` ends with its launcher
     command = typer.main.get_command(app)
     try:
-        # Typer turns Ctrl-C into Exit(130) and, outside standalone mode, returns that code
-        code = command.main(args=args, prog_name="orthograd", standalone_mode=False)
+        # Typer turns Ctrl-C into Exit(130) and, outside standalone mode, returns that code; `forget --nproc N`
+        # relaunches these arguments as N processes
+        code = command.main(args=args, prog_name="orthograd", standalone_mode=False, obj={"argv": args})
         if code == 130:
             raise KeyboardInterrupt
     except OrthogradError as err:

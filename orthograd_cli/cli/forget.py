@@ -1,6 +1,7 @@
 """`orthograd forget`: the main job."""
 
 import os
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -59,6 +60,9 @@ def forget(
         "--nproc", min=1, help="Run the steps as N processes on this machine (data-parallel OrthoGrad; gloo on "
                                "the CPU, NCCL on GPUs). Same as torchrun --standalone --nproc-per-node N "
                                "-m orthograd_cli forget ...")] = 1,
+    oversubscribe: Annotated[bool, typer.Option(
+        "--oversubscribe", help="Allow --nproc above the number of CPU cores (the processes then share them).")] = False,
+    ctx: typer.Context = None,
 ) -> None:
     """Make MODEL forget the --forget samples while keeping what --retain shows (OrthoGrad)."""
     from orthograd_cli.cli.output import Output, metrics_table
@@ -72,13 +76,27 @@ def forget(
     from orthograd_cli import distributed
 
     spec, sha = load_recipe(recipe, overrides)
+    manifests = {"forget": forget_csv, "retain": retain_csv, "test": test_csv, "forget_test": forget_test_csv}
+    extra_outputs = (plot,) if plot else ()
+    if nproc > 1 and not distributed.launched():  # this process checks once, then starts and watches N ranks
+        from orthograd_cli.cli.launch import check_process_count, launch
+        from orthograd_cli.jobs.forget import check_forget
+        from orthograd_cli.runtime import pick_device
+
+        check_process_count(nproc, pick_device(spec.device), oversubscribe)
+        check_forget(str(model), manifests, spec, str(out), nproc, overwrite, arch, extra_outputs)
+        argv = ctx.obj["argv"] if ctx is not None and isinstance(ctx.obj, dict) else sys.argv[1:]
+        raise typer.Exit(launch(nproc, argv))
     secondary = distributed.launched() and os.environ.get("RANK", "0") != "0"  # rank 0 alone reports
     quiet = quiet or secondary
     output = Output(as_json=as_json, quiet=quiet)
-    manifests = {"forget": forget_csv, "retain": retain_csv, "test": test_csv, "forget_test": forget_test_csv}
+    ignored = distributed.ignored_variables()
+    if ignored:
+        output.warn(f"ignoring {', '.join(ignored)} in the environment: this process was not started as a rank (by "
+                    "--nproc or torchrun), so it runs alone")
     with ProgressBar(enabled=not quiet) as bar:
         report = run_forget(str(model), manifests, spec, sha, str(out), overwrite=overwrite, arch=arch, observer=bar,
-                            extra_outputs=(plot,) if plot else ())
+                            extra_outputs=extra_outputs)
     if report is None:  # a rank other than 0
         return
     for note in report.notes:

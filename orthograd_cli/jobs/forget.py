@@ -15,7 +15,7 @@ from orthograd_cli.methods.observer import Observer
 from orthograd_cli.metrics.evaluation import measure, metrics_from, score
 from orthograd_cli.metrics.sanity import require_better_than_chance
 from orthograd_cli.models.checkpoint import Checkpoint, save_checkpoint
-from orthograd_cli.outputs import check_not_an_input, check_output_file, claimed_folder
+from orthograd_cli.outputs import check_not_an_input, check_output_file, check_output_folder, claimed_folder
 from orthograd_cli.models.registry import checkpoint_state, load_model
 from orthograd_cli.models.hf_folder import copy_companions
 from orthograd_cli.recipe import Recipe, preprocessing_metadata
@@ -45,14 +45,12 @@ def run_forget(model_path: str, manifests: dict, recipe: Recipe, recipe_sha256: 
     collective = distributed.start(pick_device(recipe.device))  # None in a single process
     try:
         if collective is not None:
-            check_fits_world(recipe, collective.world_size)
+            check_fits_world(loaded, collective.world_size)
             if collective.rank != 0:  # the same steps and evaluations into a scratch folder; rank 0 writes
                 with tempfile.TemporaryDirectory(prefix="orthograd-rank") as scratch:
                     _forget_into(loaded, recipe, recipe_sha256, Path(scratch), None)
                 return None
-        for path in extra_outputs:
-            check_output_file(path, [*loaded.input_paths, out_dir])
-            check_not_an_input(path, loaded.sample_paths, resolved=True)
+        check_extra_outputs(loaded, out_dir, extra_outputs)
         with claimed_folder(out_dir, "forget", loaded.input_paths, overwrite, output_bytes(loaded),
                             loaded.sample_paths) as folder:
             return forget_into(loaded, recipe, recipe_sha256, folder, Path(out_dir), observer)
@@ -60,18 +58,44 @@ def run_forget(model_path: str, manifests: dict, recipe: Recipe, recipe_sha256: 
         distributed.stop()
 
 
-def check_fits_world(recipe: Recipe, world_size: int) -> None:
-    """Several processes run OrthoGrad only, and each needs a share of every batch."""
-    from orthograd_cli.errors import UsageError
+def check_forget(model_path: str, manifests: dict, recipe: Recipe, out_dir: str, world_size: int,
+                 overwrite: bool = False, arch: str | None = None, extra_outputs: tuple = ()) -> None:
+    """What run_forget checks before it computes, for `world_size` processes, without claiming or computing:
+    `forget --nproc N` checks once here before it starts N processes that would each fail the same way."""
+    loaded = load_everything(model_path, recipe, manifests, arch)
+    check_recipe_fits_task(loaded.recipe, loaded.task)
+    check_fits_world(loaded, world_size)
+    check_extra_outputs(loaded, out_dir, extra_outputs)
+    check_output_folder(out_dir, loaded.input_paths, overwrite, output_bytes(loaded), loaded.sample_paths)
 
-    if recipe.method.name != "orthograd":
-        raise UsageError(f"method.name={recipe.method.name} runs in one process only (--nproc 1); several "
+
+def check_extra_outputs(loaded: Loaded, out_dir: str, extra_outputs: tuple) -> None:
+    for path in extra_outputs:
+        check_output_file(path, [*loaded.input_paths, out_dir])
+        check_not_an_input(path, loaded.sample_paths, resolved=True)
+
+
+def check_fits_world(loaded: Loaded, world_size: int) -> None:
+    """Several processes run OrthoGrad only, and each needs a share of every batch as drawn: the recipe's batch
+    sizes, capped by the forget set (less its stop holdout) and the retain set."""
+    from orthograd_cli.errors import UsageError
+    from orthograd_cli.methods.stop import holdout_size
+
+    if world_size <= 1:
+        return
+    spec = loaded.recipe.method
+    if spec.name != "orthograd":
+        raise UsageError(f"method.name={spec.name} runs in one process only (--nproc 1); several "
                          "processes run orthograd", "drop --nproc or use method.name=orthograd")
-    smallest = min(recipe.method.unlearn_batch_size, recipe.method.retain_batch_size)
+    forget_size = len(loaded.sets["forget"])
+    drawn = {"unlearn": min(spec.unlearn_batch_size, forget_size - holdout_size(forget_size, spec.stop.forget_holdout)),
+             "retain": min(spec.retain_batch_size, len(loaded.sets["retain"]))}
+    role, smallest = min(drawn.items(), key=lambda item: item[1])
     if smallest < world_size:
-        raise UsageError(f"{world_size} processes need batches of at least {world_size} samples "
-                         f"(unlearn_batch_size {recipe.method.unlearn_batch_size}, retain_batch_size "
-                         f"{recipe.method.retain_batch_size})", "use fewer processes or larger batches")
+        raise UsageError(f"{world_size} processes need every batch to hold at least {world_size} samples, and each "
+                         f"{role} batch holds {smallest} (unlearn {drawn['unlearn']}, retain {drawn['retain']}: the "
+                         "recipe's batch sizes capped by the sets' sizes)",
+                         "use fewer processes, or larger sets and batches")
 
 
 def output_bytes(loaded: Loaded) -> int:

@@ -55,6 +55,11 @@ def stop_target(stop_spec, mode: str, before: dict) -> tuple[float, str]:
                      "or forget-test set was given", "give a test set, or set method.stop.target_forget_acc (e.g. 0.9)")
 
 
+def holdout_size(forget_size: int, share: float) -> int:
+    """How many forget samples the stop rule holds out (at least one when it holds any out)."""
+    return max(1, int(round(share * forget_size))) if share > 0 else 0
+
+
 def split_holdout(forget_set, share: float, seed: int):
     """(update part, held-out part) of the forget set; the held-out part never drives an update and is
     what the stop rule reads."""
@@ -63,7 +68,7 @@ def split_holdout(forget_set, share: float, seed: int):
     if share <= 0:
         return forget_set, None
     order = torch.randperm(len(forget_set), generator=torch.Generator().manual_seed(seed + 1))
-    n_holdout = max(1, int(round(share * len(forget_set))))
+    n_holdout = holdout_size(len(forget_set), share)
     if n_holdout >= len(forget_set):
         raise UsageError(f"method.stop.forget_holdout={share} leaves no forget samples to unlearn on")
     return forget_set.subset(order[n_holdout:].sort().values), forget_set.subset(order[:n_holdout].sort().values)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from orthograd_cli.errors import CheckpointError
+from orthograd_cli.outputs import with_umask
 
 PICKLE_SUFFIXES = {".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle"}
 CONVERT_HINT = (
@@ -148,7 +149,7 @@ def atomic_path(final: Path) -> Iterator[Path]:
     final.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.tmp-", dir=final.parent)
     os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = with_umask(Path(tmp_name))
     try:
         yield tmp
         os.replace(tmp, final)

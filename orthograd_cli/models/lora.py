@@ -108,7 +108,11 @@ def trainable_model(model, recipe, info):
 def save_adapter(peft_model, directory: Path, base_sha256: str, merged_metadata: dict[str, str]) -> None:
     """Write the peft adapter folder plus the base's sha256 and the merged checkpoint's metadata,
     so that `orthograd merge` reproduces the merged file exactly."""
+    from orthograd_cli.outputs import with_umask
+
     peft_model.save_pretrained(str(directory))
+    for path in directory.iterdir():  # safetensors writes through a private temporary file (0600)
+        with_umask(path)
     (directory / ADAPTER_INFO).write_text(json.dumps({"base_sha256": base_sha256, "metadata": merged_metadata},
                                                      indent=2, sort_keys=True))
 

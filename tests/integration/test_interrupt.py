@@ -15,14 +15,14 @@ LONG_RUN = ["--set", "method.max_steps=100000", "--set", "method.stop.target_for
             "--set", "method.stop.check_every=1000000"]
 
 
-def launch(command: str, trained_model, digits, out, *extra):
+def launch(command: str, trained_model, digits, out, *extra, global_options=()):
     """`orthograd COMMAND` on the digits in a subprocess that would go on for a long time (later `--set`s in
     `extra` override LONG_RUN's). Its temporary files go beside `out`: a rank killed with SIGKILL cannot remove
     its own, and they must not pile up in the system's /tmp."""
     scratch = out.parent / "scratch"
     scratch.mkdir(exist_ok=True)
     return subprocess.Popen(
-        [sys.executable, "-m", "orthograd_cli", command, str(trained_model), "--forget",
+        [sys.executable, "-m", "orthograd_cli", *global_options, command, str(trained_model), "--forget",
          str(digits / "sample/forget.csv"), "--retain", str(digits / "sample/retain.csv"), "--test",
          str(digits / "test.csv"), *LONG_RUN, "--out", str(out), "--quiet", *map(str, extra)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "TMPDIR": str(scratch)})

@@ -45,10 +45,10 @@ def main() -> None:
                 rows, before = [], None
                 steps = args.finetune_steps if method == "finetune" else args.steps
                 for seed in range(args.seeds):
-                    recipe, sha = load_recipe(None, [f"method.name={method}", f"eval.mode={mode}", f"seed={seed}",
+                    recipe, _ = load_recipe(None, [f"method.name={method}", f"eval.mode={mode}", f"seed={seed}",
                                                      f"method.max_steps={steps}"])
                     report = run_forget(str(checkpoint), {"forget": data / forget, "retain": data / retain,
-                                                          "test": data / test}, recipe, sha, str(Path(tmp) / "run"),
+                                                          "test": data / test}, recipe, str(Path(tmp) / "run"),
                                         overwrite=True).model_dump(mode="json")
                     before = report["metrics"]["before"]
                     after = report["metrics"]["after"]

@@ -28,10 +28,10 @@ def main() -> None:
         for variant in ("per_sample", "mean", "none"):
             rows = []
             for seed in range(args.seeds):
-                recipe, sha = load_recipe("resnet18_digits_class", [
+                recipe, _ = load_recipe("resnet18_digits_class", [
                     f"method.projection.retain_grads={variant}", f"method.retain_batch_size={k}", f"seed={seed}"])
                 report = run_forget(str(checkpoint), {"forget": folder / "forget.csv", "retain": folder / "retain.csv",
-                                                      "test": folder / "test.csv"}, recipe, sha,
+                                                      "test": folder / "test.csv"}, recipe,
                                     str(cache_dir() / "sweep_run"), overwrite=True).model_dump(mode="json")
                 after = report["metrics"]["after"]
                 rows.append((after["forget_acc"]["value"], after["test_acc"]["value"], after["uis"]["value"]))

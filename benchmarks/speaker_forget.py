@@ -57,16 +57,16 @@ def run(build, reference_name: str, recipe_name: str, variants: dict) -> None:
 def compare(model, reference, voice, recipe_name: str, variants: dict, seeds: int) -> None:
     """The original and the reference evaluated, each variant run with `seeds` seeds; a table of WERs."""
     manifests = {name: voice / f"{name}.csv" for name in ("forget", "retain", "test", "forget_test")}
-    recipe, sha = load_recipe(recipe_name)
-    evaluated = run_evaluate(str(model), {n: manifests[n] for n in SETS}, recipe, sha,
+    recipe, _ = load_recipe(recipe_name)
+    evaluated = run_evaluate(str(model), {n: manifests[n] for n in SETS}, recipe,
                              reference_path=str(reference)).model_dump(mode="json")
     rows = {"original": [evaluated["metrics"]], "retrained without the voice": [evaluated["reference_metrics"]]}
     steps = {}
     for label, overrides in variants.items():
         rows[label], steps[label] = [], []
         for seed in range(seeds):
-            recipe, sha = load_recipe(recipe_name, overrides + [f"seed={seed}"])
-            report = run_forget(str(model), manifests, recipe, sha, str(cache_dir() / "speaker_run"), overwrite=True
+            recipe, _ = load_recipe(recipe_name, overrides + [f"seed={seed}"])
+            report = run_forget(str(model), manifests, recipe, str(cache_dir() / "speaker_run"), overwrite=True
                                 ).model_dump(mode="json")
             rows[label].append(report["metrics"]["after"])
             steps[label].append(report["steps"])

@@ -62,7 +62,7 @@ def compare(
 
     if not forget_csv or not retain_csv:
         raise UsageError("compare needs --forget and --retain manifests", "see `orthograd compare --help`")
-    spec, sha = load_recipe(recipe, overrides)
+    spec, _ = load_recipe(recipe, overrides)
     output = Output(as_json=as_json, quiet=quiet)
     names = [m.strip() for m in methods.split(",") if m.strip()]
 
@@ -73,7 +73,7 @@ def compare(
         with ProgressBar(enabled=not quiet) as bar:
             report = run_compare(str(model), {"forget": forget_csv, "retain": retain_csv, "test": test_csv,
                                                   "forget_test": forget_test_csv}, spec,
-                                 sha, names, seeds, str(out), overwrite, arch, observer=bar, on_run=announce,
+                                 names, seeds, str(out), overwrite, arch, observer=bar, on_run=announce,
                                  sweep=parse_sweep(sweep) if sweep else None, select=select)
     except CompareFailed as failed:
         if as_json:  # pipelines still get the report, with every run's reason, before the error line

@@ -50,9 +50,9 @@ def evaluate(
     manifests = {"forget": forget_csv, "forget_test": forget_test_csv, "retain": retain_csv, "test": test_csv}
     if not any(manifests.values()):
         raise UsageError("evaluate needs at least one of --forget, --forget-test, --retain, --test")
-    spec, sha = load_recipe(recipe, (overrides or []) + ([f"eval.mode={mode}"] if mode else []))
+    spec, _ = load_recipe(recipe, (overrides or []) + ([f"eval.mode={mode}"] if mode else []))
     output = Output(as_json=as_json, quiet=quiet)
-    report = run_evaluate(str(model), manifests, spec, sha, str(original) if original else None, arch,
+    report = run_evaluate(str(model), manifests, spec, str(original) if original else None, arch,
                           str(reference) if reference else None, strict, str(out) if out else None)
     for note in report.notes:
         output.info(f"note: {note}")

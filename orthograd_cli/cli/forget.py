@@ -75,7 +75,7 @@ def forget(
         raise UsageError("forget needs --forget and --retain manifests", "see `orthograd forget --help`")
     from orthograd_cli import distributed
 
-    spec, sha = load_recipe(recipe, overrides)
+    spec, _ = load_recipe(recipe, overrides)
     manifests = {"forget": forget_csv, "retain": retain_csv, "test": test_csv, "forget_test": forget_test_csv}
     extra_outputs = (plot,) if plot else ()
     if nproc > 1 and not distributed.launched():  # this process checks once, then starts and watches N ranks
@@ -95,7 +95,7 @@ def forget(
         output.warn(f"ignoring {', '.join(ignored)} in the environment: this process was not started as a rank (by "
                     "--nproc or torchrun), so it runs alone")
     with ProgressBar(enabled=not quiet) as bar:
-        report = run_forget(str(model), manifests, spec, sha, str(out), overwrite=overwrite, arch=arch, observer=bar,
+        report = run_forget(str(model), manifests, spec, str(out), overwrite=overwrite, arch=arch, observer=bar,
                             extra_outputs=extra_outputs)
     if report is None:  # a rank other than 0
         return

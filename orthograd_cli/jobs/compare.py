@@ -17,7 +17,7 @@ from pathlib import Path
 
 from orthograd_cli.errors import OrthogradError, UsageError, did_you_mean
 from orthograd_cli.models.checkpoint import atomic_path, write_text_atomic
-from orthograd_cli.recipe import Recipe
+from orthograd_cli.recipe import Recipe, recipe_sha256
 from orthograd_cli.outputs import claimed_folder
 from orthograd_cli.report import CompareReport, CompareRow, CompareRun, MeanStd, Sweep, dump
 
@@ -60,7 +60,7 @@ def summarise(method: str, runs: list[CompareRun], chosen: dict | None = None) -
                       steps=_mean_std([r.steps for r in done]), wall_s=_mean_std([r.wall_s for r in done]))
 
 
-def run_compare(model_path: str, manifests: dict, recipe: Recipe, recipe_sha256: str, methods: list[str], seeds: int,
+def run_compare(model_path: str, manifests: dict, recipe: Recipe, methods: list[str], seeds: int,
                 out_dir: str, overwrite: bool = False, arch: str | None = None, observer=None,
                 on_run=None, sweep: dict[str, list] | None = None, select: str = "uis") -> CompareReport:
     """Every method × seed into OUT/<method>/seed<N>/ and the summary beside them; with `sweep` ({recipe key:
@@ -84,7 +84,7 @@ def run_compare(model_path: str, manifests: dict, recipe: Recipe, recipe_sha256:
         sweep_report, chosen = None, {}
         if sweep:
             target = real_target(loaded, recipe)
-            tried = sweeping.choose(loaded, recipe, recipe_sha256, methods, sweep, select, target, observer)
+            tried = sweeping.choose(loaded, recipe, methods, sweep, select, target, observer)
             for method, candidates in tried.items():
                 best = candidates[0]
                 if best.score is None:
@@ -104,7 +104,7 @@ def run_compare(model_path: str, manifests: dict, recipe: Recipe, recipe_sha256:
                 run_dir = Path(method) / f"seed{seed}"
                 try:
                     (folder / run_dir).mkdir(parents=True)
-                    report = forget_into(loaded, spec, recipe_sha256, folder / run_dir, out / run_dir, observer)
+                    report = forget_into(loaded, spec, folder / run_dir, out / run_dir, observer)
                     run = CompareRun(status="ok", seed=seed, steps=report.steps, wall_s=report.wall_s,
                                      stop_reason=report.stop_reason, metrics=report.metrics.after,
                                      report=str(out / run_dir / "report.json"))
@@ -122,7 +122,7 @@ def run_compare(model_path: str, manifests: dict, recipe: Recipe, recipe_sha256:
         rows.sort(key=lambda r: (r.uis.mean is None, r.uis.mean if r.uis.mean is not None else 0))
         report = CompareReport(model=str(model_path), mode=recipe.eval.mode, seeds=seeds, methods=methods,
                                summary=rows, runs=runs, recipe=recipe.model_dump(mode="json"),
-                               recipe_sha256=recipe_sha256, sweep=sweep_report)
+                               recipe_sha256=recipe_sha256(recipe), sweep=sweep_report)
         if len(failures) == len(methods) * seeds:
             raise CompareFailed(report, failures)
         write_outputs(report, folder)

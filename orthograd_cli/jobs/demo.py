@@ -53,8 +53,8 @@ def run_demo(out_dir: Path, observer=None) -> DemoReport:
         "sample": ("resnet18_digits_sample", data / "sample", data / "test.csv"),
     }
     for mode, (recipe_name, folder, test) in scenarios.items():
-        recipe, sha = load_recipe(recipe_name)
+        recipe, _ = load_recipe(recipe_name)
         runs[mode] = run_forget(str(checkpoint), {"forget": folder / "forget.csv", "retain": folder / "retain.csv",
-                                                  "test": test}, recipe, sha, str(out_dir / mode), overwrite=True,
+                                                  "test": test}, recipe, str(out_dir / mode), overwrite=True,
                                 observer=observer)
     return DemoReport(scenario="image", checkpoint=str(checkpoint), data=str(data), runs=runs)

@@ -78,9 +78,9 @@ def run_demo_asr(out_dir: Path, observer=None, model: str = "wav2vec2") -> DemoR
     checkpoint, recipe_name = (whisper_checkpoint(corpus), WHISPER_RECIPE) if model == "whisper" else \
         (speech_checkpoint(corpus), RECIPE)
     voice = corpus / "voices" / slug(FORGET_VOICE)
-    recipe, sha = load_recipe(recipe_name)
+    recipe, _ = load_recipe(recipe_name)
     manifests = {name: voice / f"{name}.csv" for name in ("forget", "retain", "test", "forget_test")}
-    run = run_forget(str(checkpoint), manifests, recipe, sha, str(out_dir / "speaker"), overwrite=True,
+    run = run_forget(str(checkpoint), manifests, recipe, str(out_dir / "speaker"), overwrite=True,
                      observer=observer)
     return DemoReport(scenario="asr", checkpoint=str(checkpoint), data=str(corpus), forget_voice=FORGET_VOICE,
                       runs={"speaker": run})

@@ -12,7 +12,7 @@ from orthograd_cli.models.checkpoint import Checkpoint
 from orthograd_cli.metrics.evaluation import measure, metrics_from
 from orthograd_cli.metrics.sanity import chance_problems
 from orthograd_cli.models.registry import load_model
-from orthograd_cli.recipe import Recipe
+from orthograd_cli.recipe import Recipe, recipe_sha256
 from orthograd_cli.outputs import check_not_an_input, check_output_file
 from orthograd_cli.report import EvaluateReport, Metrics, provenance, write_report
 from orthograd_cli.runtime import Runtime
@@ -24,7 +24,7 @@ def gaps_to_reference(metrics: Metrics, reference: Metrics) -> dict[str, float]:
             if name in reference and entry.value is not None and reference[name].value is not None}
 
 
-def run_evaluate(model_path: str, manifests: dict, recipe: Recipe, recipe_sha256: str, original_path: str | None = None,
+def run_evaluate(model_path: str, manifests: dict, recipe: Recipe, original_path: str | None = None,
                  arch: str | None = None, reference_path: str | None = None, strict: bool = False,
                  out_path: str | None = None) -> EvaluateReport:
     """Measure the model; with `out_path`, also write the report there (checked before any work)."""
@@ -52,7 +52,7 @@ def run_evaluate(model_path: str, manifests: dict, recipe: Recipe, recipe_sha256
                                                       for problem in chance_problems(results, task, loaded.info)],
         provenance=provenance(runtime.device, recipe.seed, model=loaded.checkpoint.sha256,
                               original=original[0].sha256 if original else None,
-                              reference=reference[0].sha256 if reference else None, recipe=recipe_sha256,
+                              reference=reference[0].sha256 if reference else None, recipe=recipe_sha256(recipe),
                               **{f"manifest_{n}": m.sha256 for n, m in loaded.manifests.items()}))
     if original_results is not None:
         report.original_metrics = metrics_of(original_results)

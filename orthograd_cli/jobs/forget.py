@@ -18,7 +18,7 @@ from orthograd_cli.models.checkpoint import Checkpoint, save_checkpoint
 from orthograd_cli.outputs import check_not_an_input, check_output_file, check_output_folder, claimed_folder
 from orthograd_cli.models.registry import checkpoint_state, load_model
 from orthograd_cli.models.hf_folder import copy_companions
-from orthograd_cli.recipe import Recipe, preprocessing_metadata
+from orthograd_cli.recipe import Recipe, preprocessing_metadata, recipe_sha256
 from orthograd_cli.report import BeforeAfter, ForgetReport, provenance, provenance_metadata, write_report
 from orthograd_cli.runtime import Runtime, pick_device
 
@@ -34,7 +34,7 @@ def check_recipe_fits_task(recipe: Recipe, task) -> None:
     check_method_fits_task(recipe.method.name, task.name)
 
 
-def run_forget(model_path: str, manifests: dict, recipe: Recipe, recipe_sha256: str, out_dir: str,
+def run_forget(model_path: str, manifests: dict, recipe: Recipe, out_dir: str,
                overwrite: bool = False, arch: str | None = None, observer: Observer | None = None,
                extra_outputs: tuple = ()) -> ForgetReport:
     """Validate everything, claim `out_dir`, unlearn, and write the checkpoint, adapter and report into it.
@@ -48,12 +48,12 @@ def run_forget(model_path: str, manifests: dict, recipe: Recipe, recipe_sha256: 
             check_fits_world(loaded, collective.world_size)
             if collective.rank != 0:  # the same steps and evaluations into a scratch folder; rank 0 writes
                 with tempfile.TemporaryDirectory(prefix="orthograd-rank") as scratch:
-                    _forget_into(loaded, recipe, recipe_sha256, Path(scratch), None)
+                    _forget_into(loaded, recipe, Path(scratch), None)
                 return None
         check_extra_outputs(loaded, out_dir, extra_outputs)
         with claimed_folder(out_dir, "forget", loaded.input_paths, overwrite, output_bytes(loaded),
                             loaded.sample_paths) as folder:
-            return forget_into(loaded, recipe, recipe_sha256, folder, Path(out_dir), observer)
+            return forget_into(loaded, recipe, folder, Path(out_dir), observer)
     finally:
         distributed.stop()
 
@@ -103,18 +103,19 @@ def output_bytes(loaded: Loaded) -> int:
     return loaded.checkpoint.nbytes
 
 
-def forget_into(loaded: Loaded, recipe: Recipe, recipe_sha256: str, folder: Path, final: Path,
+def forget_into(loaded: Loaded, recipe: Recipe, folder: Path, final: Path,
                 observer: Observer | None = None) -> ForgetReport:
     """One forget run on inputs already loaded and validated, written into `folder` (renamed to `final`
-    by the caller); `compare` reuses the loaded inputs across runs."""
-    report = _forget_into(loaded, recipe, recipe_sha256, folder, observer)
+    by the caller); `compare` reuses the loaded inputs across runs. The provenance's recipe sha256 is always
+    that of `recipe`, the recipe the report holds."""
+    report = _forget_into(loaded, recipe, folder, observer)
     report.outputs = {name: str(final / name) for name in ("model.safetensors", "adapter", "report.json")
                       if (folder / name).exists() or name == "report.json"}
     write_report(report, folder / "report.json")
     return report
 
 
-def _forget_into(loaded: Loaded, recipe: Recipe, recipe_sha256: str, tmp_dir: Path, observer) -> ForgetReport:
+def _forget_into(loaded: Loaded, recipe: Recipe, tmp_dir: Path, observer) -> ForgetReport:
     from orthograd_cli.methods import get_method
     from orthograd_cli.methods.loop import run_unlearning
     from orthograd_cli.methods.sampler import UnlearnSampler
@@ -150,7 +151,7 @@ def _forget_into(loaded: Loaded, recipe: Recipe, recipe_sha256: str, tmp_dir: Pa
     with runtime.reproducible() as reproducibility:  # the steps and the merge decide the output's bytes
         result = run_unlearning(model, params, forget_update, retain, sampler, stop, direction_fn, task.mean_loss,
                                 spec, runtime, observer)
-        prov = provenance(runtime.device, recipe.seed, base=loaded.checkpoint.sha256, recipe=recipe_sha256,
+        prov = provenance(runtime.device, recipe.seed, base=loaded.checkpoint.sha256, recipe=recipe_sha256(recipe),
                           **{f"manifest_{n}": m.sha256 for n, m in loaded.manifests.items()})
         metadata = {**loaded.checkpoint.metadata, **loaded.info.metadata(), **preprocessing_metadata(recipe.data),
                     **provenance_metadata(prov)}

@@ -90,7 +90,7 @@ def validation_score(report, mode: str, select: str) -> float | None:
     return -metric.value if metric.higher_is_better else metric.value
 
 
-def choose(loaded: Loaded, recipe: Recipe, recipe_sha256: str, methods: list[str], grid: dict[str, list],
+def choose(loaded: Loaded, recipe: Recipe, methods: list[str], grid: dict[str, list],
            select: str, target: float, observer=None, on_candidate=None) -> dict[str, list[SweepCandidate]]:
     """Every method's candidates on the validation split, scored; the best (lowest score) first."""
     from orthograd_cli.errors import OrthogradError
@@ -107,7 +107,7 @@ def choose(loaded: Loaded, recipe: Recipe, recipe_sha256: str, methods: list[str
                 folder = Path(scratch) / method / str(i)
                 folder.mkdir(parents=True)
                 try:
-                    report = forget_into(validation, spec, recipe_sha256, folder, folder, observer)
+                    report = forget_into(validation, spec, folder, folder, observer)
                     candidate = SweepCandidate(setting=setting, status="ok", score=validation_score(
                         report, recipe.eval.mode, select), steps=report.steps, metrics=report.metrics.after)
                 except OrthogradError as err:

@@ -104,3 +104,19 @@ def test_a_tuned_compare_gives_every_method_the_same_budget_and_scrub_forgets(cl
     assert 1 - rows["scrub"]["ua"]["mean"] <= 0.05  # SCRUB as published forgets class-wise
     table = (out / "compare.md").read_text()
     assert "chosen setting" in table and "method.lr=" in table and "MIA-Eff" in table
+    # provenance names the recipe each run used (its method and chosen lr), in the report and in the checkpoint
+    from safetensors import safe_open
+
+    from orthograd_cli.recipe import parse_recipe, recipe_sha256
+
+    digests = set()
+    for method in rows:
+        run = json.loads((out / method / "seed0" / "report.json").read_text())
+        held = recipe_sha256(parse_recipe(run["recipe"], "report"))
+        assert run["recipe"]["method"]["name"] == method
+        assert run["recipe"]["method"]["lr"] == rows[method]["chosen"]["method.lr"]
+        assert run["provenance"]["sha256"]["recipe"] == held
+        with safe_open(str(out / method / "seed0" / "model.safetensors"), "pt") as weights:
+            assert weights.metadata()["orthograd.sha256.recipe"] == held
+        digests.add(held)
+    assert len(digests) == 2 and report["recipe_sha256"] == recipe_sha256(parse_recipe(report["recipe"], "compare"))

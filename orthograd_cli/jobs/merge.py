@@ -33,6 +33,8 @@ def run_merge(base_path: str, adapter_dir: str, out_path: str, arch: str | None 
                               "merge it onto the checkpoint it was trained on")
     merged = merge_adapter(base, info, adapter_dir)
     metadata = recorded.get("metadata") or {**base.metadata, **info.metadata()}
+    if "orthograd.sha256.base" in metadata:  # the base merged onto (another one, with --ignore-base-hash)
+        metadata = {**metadata, "orthograd.sha256.base": base.sha256}
     if base.is_folder:
         with claimed_folder(out_path, "merge", [base_path, adapter_dir], need_bytes=base.nbytes) as folder:
             save_checkpoint(merged, folder / "model.safetensors", metadata)

@@ -5,9 +5,11 @@ to first order, optionally blended with descent on the retain batch.
 
 What g_u ascends (`method.orthograd.forget_loss`): the mean forget loss, as the paper and the authors'
 code do, or SimNPO's loss (Fan et al. 2024, "Simplicity Prevails: Rethinking Negative Preference
-Optimization for LLM Unlearning", with γ = 0), whose gradient is the ascent gradient with each label's
-loss ℓ weighted by 2σ(−β·ℓ): a label (a class, a transcript token) already forgotten stops pulling,
-instead of being pushed ever further along directions other samples share.
+Optimization for LLM Unlearning", with γ = 0): L = mean over samples of (2/β)·softplus(−β·ℓ̄), ℓ̄ a sample's
+length-normalised loss (its mean token NLL), whose descent is the ascent gradient with each sample weighted by
+2σ(−β·ℓ̄): a sample already forgotten stops pulling, instead of being pushed ever further along directions
+other samples share. `simnpo_token` applies the same weight to each label's loss instead (each transcript
+token of a sequence task; the same as `simnpo` where a sample is one label: a class, a CTC transcript).
 """
 
 from __future__ import annotations
@@ -27,11 +29,12 @@ DEFAULT_ALPHA = 0.0  # pure projected ascent
 
 
 class Settings(MethodSettings):
-    forget_loss: Literal["ascent", "simnpo"] = Field(
-        "ascent", description="what g_u ascends: the mean forget loss (the paper), or SimNPO's (each label's loss "
-        "weighted by 2σ(−β·loss), so labels already forgotten stop pulling)")
-    simnpo_beta: float = Field(10.0, gt=0, description="β of forget_loss=simnpo: a label's weight is about 0.54 at "
-                               "loss 1/β and 0.01 at loss 5/β (10: the best of 1, 5, 10, 20 on the Whisper sweep)")
+    forget_loss: Literal["ascent", "simnpo", "simnpo_token"] = Field(
+        "ascent", description="what g_u ascends: the mean forget loss (the paper); SimNPO's as published (each "
+        "sample's length-normalised loss weighted by 2σ(−β·loss), so samples already forgotten stop pulling); or "
+        "simnpo_token, the same weight on each label's (token's) loss")
+    simnpo_beta: float = Field(10.0, gt=0, description="β of the SimNPO losses: a weight is about 0.54 at loss 1/β "
+                               "and 0.01 at loss 5/β (10: the best of 1, 5, 10, 20 on the Whisper sweep)")
 
 
 def forget_loss_fn(spec, loss_fn):
@@ -43,9 +46,11 @@ def forget_loss_fn(spec, loss_fn):
     if settings is None or settings.forget_loss == "ascent":
         return loss_fn
     beta = settings.simnpo_beta
+    # −∂/∂ℓ (2/β)·softplus(−β·ℓ) = 2σ(−β·ℓ): the weight that turns ascent on ℓ into descent on SimNPO's loss
+    per = "label_weight" if settings.forget_loss == "simnpo_token" else "sample_weight"
 
     def simnpo(outputs, targets):
-        weighted = loss_fn(outputs, targets, label_weight=lambda losses: 2 * torch.sigmoid(-beta * losses))
+        weighted = loss_fn(outputs, targets, **{per: lambda losses: 2 * torch.sigmoid(-beta * losses)})
         with torch.no_grad():
             plain = loss_fn(outputs, targets)
         return plain + (weighted - weighted.detach())

@@ -8,6 +8,7 @@ Adapters are plain peft folders (`adapter_config.json` + `adapter_model.safetens
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from pathlib import Path
 
@@ -51,10 +52,30 @@ def wrap_with_lora(model, r: int, alpha: float, targets: list[str]):
     if not targets:
         raise RecipeError("lora.target_modules: the model has no layer to put LoRA adapters on",
                           "name Linear, Conv1d or Conv2d layers, or set lora.enabled: false")
-    config = LoraConfig(r=r, lora_alpha=alpha, target_modules=targets, lora_dropout=0.0, bias="none")
+    config = LoraConfig(r=r, lora_alpha=alpha, target_modules=exactly(targets), lora_dropout=0.0, bias="none")
     with warnings.catch_warnings():  # peft asks transformers models a deprecated attribute; not the user's concern
         warnings.simplefilter("ignore", FutureWarning)
         return with_conv_geometry(get_peft_model(model, config))
+
+
+def exactly(names: list[str]) -> str:
+    """peft's target_modules for exactly these module names. A list would be matched by suffix (`conv1` adapts
+    every `*.conv1` of a resnet); a string is matched whole against each module name (re.fullmatch)."""
+    import re
+
+    return "^(?:" + "|".join(re.escape(name) for name in names) + ")$"
+
+
+def adapted_modules(model, target_modules) -> list[str]:
+    """The module names peft adapts for `target_modules`: a string as a whole-name pattern, a list by suffix (how
+    adapters written by other tools, or by earlier orthograd versions, name them)."""
+    import re
+
+    names = [name for name, _ in model.named_modules() if name]
+    if isinstance(target_modules, str):
+        return [name for name in names if re.fullmatch(target_modules, name)]
+    targets = list(target_modules or [])
+    return [name for name in names if any(name == t or name.endswith("." + t) for t in targets)]
 
 
 def with_conv_geometry(peft_model):
@@ -141,12 +162,19 @@ def load_adapter_into(model, directory: Path):
     except (ValueError, TypeError, KeyError, OSError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"{config_path}: not a valid LoRA adapter config ({type(exc).__name__}: {exc})",
                               "pass the adapter/ folder that `orthograd forget` wrote, unchanged") from None
-    names = dict(model.named_modules())
-    targets = sorted(config.target_modules) if isinstance(config.target_modules, (set, list)) else []
-    # peft may shorten target names to suffixes ("conv1" for every "*.conv1"), so match as peft does
-    missing = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
-    if missing:
-        raise CheckpointError(f"{directory}: adapter targets module '{missing[0]}', which the base model lacks",
+    try:
+        adapted = adapted_modules(model, config.target_modules)
+    except re.error:
+        raise CheckpointError(f"{config_path}: target_modules is not a valid pattern",
+                              "pass the adapter/ folder that `orthograd forget` wrote, unchanged") from None
+    if not isinstance(config.target_modules, str):  # named modules: each must be in the base
+        names = dict(model.named_modules())
+        missing = [t for t in sorted(config.target_modules or []) if not any(n == t or n.endswith("." + t) for n in names)]
+        if missing:
+            raise CheckpointError(f"{directory}: adapter targets module '{missing[0]}', which the base model lacks",
+                                  "the adapter was trained on another architecture")
+    if not adapted:
+        raise CheckpointError(f"{directory}: the adapter's target_modules match no module of the base model",
                               "the adapter was trained on another architecture")
     weights = read_checkpoint(weights_path).state_dict  # truncated, pickled or non-finite: a CheckpointError
     with warnings.catch_warnings():
@@ -161,8 +189,20 @@ def load_adapter_into(model, directory: Path):
         if tuple(expected[full]) != tuple(tensor.shape):
             raise CheckpointError(f"{weights_path}: '{key}' has shape {tuple(tensor.shape)}, the base needs "
                                   f"{tuple(expected[full])}", "the adapter does not fit this base model")
+    # a missing lora_B would merge as a zero change, a missing lora_A fail later: both are a broken adapter
+    given = {_peft_state_key(key, expected) for key in weights}
+    absent = sorted(set(expected) - given)
+    if absent:
+        raise CheckpointError(f"{weights_path}: no tensor for '{_saved_key(absent[0])}' ({len(absent)} of "
+                              f"{len(expected)} adapter tensors missing)", "the adapter folder is incomplete; "
+                              "pass the adapter/ folder that `orthograd forget` wrote, unchanged")
     set_peft_model_state_dict(peft_model, weights)
     return peft_model
+
+
+def _saved_key(live_key: str) -> str:
+    return live_key.replace(".lora_A.default.weight", ".lora_A.weight").replace(".lora_B.default.weight",
+                                                                               ".lora_B.weight")
 
 
 def _peft_state_key(saved_key: str, expected: dict) -> str | None:

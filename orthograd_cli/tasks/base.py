@@ -64,9 +64,13 @@ class Task:
         return "check that the checkpoint and the architecture (model.arch) match"
 
     # --- losses and scores ----------------------------------------------------------------------
-    def mean_loss(self, outputs, targets, label_weight=None):
-        """The batch's loss, the mean of its per-sample losses. `label_weight(label_losses) -> weights`, called
-        without gradient, scales each label's loss first (SimNPO's forget loss, methods/orthograd.py)."""
+    def mean_loss(self, outputs, targets, label_weight=None, sample_weight=None):
+        """The batch's loss, the mean of its per-sample losses. `sample_weight(sample_losses) -> weights` scales
+        each sample's loss, `label_weight(label_losses) -> weights` each label's loss before a sample's mean; both
+        are called without gradient (SimNPO's forget loss and its per-token variant, methods/orthograd.py)."""
+        if sample_weight is not None:
+            losses = self.per_sample_losses(outputs, targets)
+            return (sample_weight(losses.detach()) * losses).mean()
         if label_weight is None:
             return self.per_sample_losses(outputs, targets).mean()
         losses, counted = self.label_losses(outputs, targets)

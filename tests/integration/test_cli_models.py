@@ -126,6 +126,41 @@ def test_merged_outputs_equal_base_plus_adapter_outputs(class_run, trained_model
         assert not torch.allclose(merged(inputs), load_model(checkpoint, info).eval()(inputs), atol=1e-3)
 
 
+@pytest.mark.parametrize("dropped", ["lora_B", "lora_A"])
+def test_merge_refuses_an_adapter_missing_a_tensor(cli, class_run, trained_model, tmp_path, dropped):
+    """peft would merge a missing lora_B as a zero change: a silently different model."""
+    from safetensors.torch import load_file, save_file
+
+    adapter = tmp_path / "adapter"
+    shutil.copytree(class_run / "adapter", adapter)
+    weights = load_file(adapter / "adapter_model.safetensors")
+    gone = next(key for key in weights if f".{dropped}." in key)
+    del weights[gone]
+    save_file(weights, adapter / "adapter_model.safetensors")
+    result = cli("merge", trained_model, adapter, "--out", tmp_path / "m.safetensors")
+    assert result.code == 3 and f"no tensor for '{gone}'" in result.err and result.err.count("\n") == 1, result.err
+    assert not (tmp_path / "m.safetensors").exists()
+
+
+def test_merge_onto_another_base_records_that_base(cli, class_run, trained_model, tmp_path):
+    """--ignore-base-hash merges anyway; the provenance must name the base actually merged onto."""
+    from safetensors import safe_open
+
+    from orthograd_cli.models.checkpoint import read_checkpoint, save_checkpoint
+
+    original = read_checkpoint(trained_model)
+    other = tmp_path / "other.safetensors"
+    save_checkpoint(original.state_dict, other, {**original.metadata, "note": "same weights, another file"})
+    other_sha = read_checkpoint(other).sha256
+    assert other_sha != original.sha256
+    refused = cli("merge", other, class_run / "adapter", "--out", tmp_path / "refused.safetensors")
+    assert refused.code == 3 and "adapter was trained on a base with sha256" in refused.err
+    result = cli("merge", other, class_run / "adapter", "--out", tmp_path / "m.safetensors", "--ignore-base-hash")
+    assert result.code == 0, result.err
+    with safe_open(str(tmp_path / "m.safetensors"), "pt") as merged:
+        assert merged.metadata()["orthograd.sha256.base"] == other_sha
+
+
 @pytest.mark.parametrize("arch,metadata,fragment", [
     ("resnet34", {"orthograd.arch": "resnet34"}, "trained on 'resnet18'"),  # names and shapes fit, arch does not
     ("resnet50", {}, "shape"),  # no record to go by: the shapes give it away

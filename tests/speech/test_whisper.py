@@ -174,8 +174,10 @@ def test_ghost_products_on_the_convolution_adapters_equal_the_explicit_gram(untr
     assert float((along - G @ flat_g_u).norm() / (G @ flat_g_u).norm()) <= 1e-9
 
 
-def test_simnpo_weighs_each_transcript_token_as_the_published_loss_does(untrained_whisper, speech_corpus):
-    """SimNPO (γ = 0) on a transcript: L = mean over utterances of the mean over its tokens of (2/β)·softplus(−β·ℓₜ);
+@pytest.mark.parametrize("form", ["simnpo", "simnpo_token"])
+def test_simnpo_ascends_the_published_loss(untrained_whisper, speech_corpus, form):
+    """SimNPO (γ = 0, Fan et al. 2024, eq. 4): L = mean over utterances of (2/β)·softplus(−β·ℓ̄), ℓ̄ = −log π(y|x)/|y|
+    the utterance's length-normalised NLL. The per-token variant: the mean over its tokens of (2/β)·softplus(−β·ℓₜ).
     OrthoGrad's g_u on a padded batch is −∇L computed utterance by utterance, unpadded, in float64."""
     import torch.nn.functional as F
 
@@ -187,7 +189,7 @@ def test_simnpo_weighs_each_transcript_token_as_the_published_loss_does(untraine
     beta = 0.5  # an untrained model's token losses are about log(vocabulary) ≈ 5.7
     model, params, utterances = lora_whisper(untrained_whisper, speech_corpus, torch.float64)
     (features, decoder_ids), targets = utterances.batch(torch.arange(len(utterances)))
-    spec = MethodSpec.model_validate({"orthograd": {"forget_loss": "simnpo", "simnpo_beta": beta}})
+    spec = MethodSpec.model_validate({"orthograd": {"forget_loss": form, "simnpo_beta": beta}})
     got, _ = batch_grad(model, params, (features.double(), decoder_ids), targets,
                         forget_loss_fn(spec, asr_seq2seq.mean_loss))
     published = 0
@@ -195,7 +197,11 @@ def test_simnpo_weighs_each_transcript_token_as_the_published_loss_does(untraine
         (one_features, one_ids), (labels, first, ends) = utterances.batch(torch.tensor([i]))
         logits = model(one_features.double(), one_ids)[0, first[0]:ends[0]]
         token_losses = F.cross_entropy(logits, labels[0, first[0]:ends[0]], reduction="none")
-        published = published + (2 / beta * F.softplus(-beta * token_losses)).mean() / len(utterances)
+        if form == "simnpo":  # log π(y|x) = Σ log p(yₜ), over |y| tokens
+            utterance = 2 / beta * F.softplus(-beta * token_losses.sum() / len(token_losses))
+        else:
+            utterance = (2 / beta * F.softplus(-beta * token_losses)).mean()
+        published = published + utterance / len(utterances)
     for name, reference in zip(params, torch.autograd.grad(published, list(params.values()))):
         error = float((got[name] + reference).norm() / reference.norm())
         assert error <= 1e-9, f"{name}: relative error {error:.2e}"

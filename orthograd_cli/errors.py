@@ -36,6 +36,12 @@ class NumericalError(OrthogradError):
     exit_code = 4
 
 
+def clip(text: str, limit: int = 200) -> str:
+    """A value from a user's file or command line, short enough for a one-line error."""
+    text = str(text)
+    return text if len(text) <= limit else text[:limit] + f"… ({len(text)} characters)"
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
     """A hint naming the closest valid choice, or None when nothing is close."""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.5)

@@ -23,7 +23,7 @@ def tradeoff_plot(report, path: Path) -> None:
 
     unit, label = get_task(report.task).plot_metric
     history = report.history
-    forget_key = next(f"{name}_{unit}" for name in ("forget_test", "forget") if f"{name}_{unit}" in history[0])
+    forget_key = next(f"{name}_{unit}" for name in ("forget_test", "forget_holdout", "forget") if f"{name}_{unit}" in history[0])
     forget_label = f"{forget_key.rsplit('_', 1)[0].replace('_', ' ')} {label}"
     figure, axes = plt.subplots(figsize=(6, 4))
     forgetting = [row[forget_key] for row in history]

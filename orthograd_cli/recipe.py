@@ -14,7 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer, model_validator
 
-from orthograd_cli.errors import RecipeError, did_you_mean
+from orthograd_cli.errors import RecipeError, clip, did_you_mean
 
 
 class _Section(BaseModel):
@@ -153,6 +153,19 @@ class MethodSpec(_Section):
                                                  or self.projection.retain_grads != "per_sample"):
             raise ValueError("per_sample.backend gram computes the global projection on per-sample gradients: set "
                              "projection.scope: global and projection.retain_grads: per_sample")
+        if self.per_sample.backend == "gram" and self.projection.solver == "qr":
+            raise ValueError("per_sample.backend gram keeps no rows to factor, so projection.solver qr cannot apply: "
+                             "set projection.solver: cholesky or gram")
+        return self
+
+    @model_validator(mode="after")
+    def _alpha_only_where_the_method_has_one(self) -> "MethodSpec":
+        from orthograd_cli.methods import METHODS
+
+        info = METHODS.get(self.name)
+        if self.alpha is not None and info is not None and info.default_alpha is None:
+            raise ValueError(f"method {self.name} has no retain weight α, so alpha would be ignored: leave it unset "
+                             f"(methods with α: {', '.join(n for n, m in METHODS.items() if m.default_alpha is not None)})")
         return self
 
     @model_serializer(mode="wrap")
@@ -212,6 +225,13 @@ class Recipe(_Section):
                           "CUBLAS_WORKSPACE_CONFIG), so that same-seed runs on the same device type write the same "
                           "bytes; the report says whether every kernel was deterministic")
 
+
+    @model_validator(mode="after")
+    def _vmap_runs_in_float32(self) -> "Recipe":
+        if self.precision == "bf16" and self.method.per_sample.backend == "vmap":
+            raise ValueError("precision bf16 cannot reach into the vmap backend's passes: set "
+                             "method.per_sample.backend: hooks, loop or auto, or precision: float32")
+        return self
 
     @field_validator("task")
     @classmethod
@@ -293,10 +313,27 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
         if not isinstance(child, dict):
             raise RecipeError(f"override '{assignment}': '{part}' is a value, not a section")
         node = child
+    node[parts[-1]] = yaml_value(raw, f"override '{clip(assignment)}'")
+
+
+MAX_VALUE_CHARS = 4096  # a recipe value on the command line; a recipe file has its own cap (check_size)
+
+
+def yaml_value(raw: str, where: str) -> Any:
+    """One value given on the command line, parsed as YAML (numbers, lists, null). Anchors and aliases are
+    refused before anything is built: a few lines of them expand to gigabytes."""
+    if len(raw) > MAX_VALUE_CHARS:
+        raise RecipeError(f"{where}: the value is {len(raw)} characters long (at most {MAX_VALUE_CHARS})",
+                          "put long settings in a recipe file")
     try:
-        node[parts[-1]] = yaml.safe_load(raw)
+        if any(isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None)
+               for event in yaml.parse(raw, Loader=yaml.SafeLoader)):
+            raise RecipeError(f"{where}: YAML anchors and aliases (&, *) are not accepted here",
+                              "write the value out")
+        return yaml.safe_load(raw)
     except yaml.YAMLError as exc:
-        raise RecipeError(f"override '{assignment}': value is not valid YAML ({exc.__class__.__name__})") from None
+        raise RecipeError(f"{where}: value is not valid YAML ({exc.__class__.__name__})",
+                          "quote strings that contain ':' or '#'") from None
 
 
 def parse_recipe(data: Any, source: str) -> Recipe:

@@ -34,4 +34,6 @@ class ProgressBar(Observer):
     def step(self, step: int, last_row: dict, latest: dict) -> None:
         names = (("unlearn", "unlearn_loss"), ("retain", "retain_loss"))
         losses = "  ".join(f"{name} loss {latest[key]:.3g}" for name, key in names if key in latest)
-        self.progress.update(self.task, advance=1, info=f"{losses}  forget acc {last_row['forget_acc']:.3f}".lstrip())
+        watched = next(key for key in ("forget_holdout_acc", "forget_acc") if key in last_row)
+        forget = f"{watched.removesuffix('_acc').replace('_', ' ')} acc {last_row[watched]:.3f}"
+        self.progress.update(self.task, advance=1, info=f"{losses}  {forget}".lstrip())

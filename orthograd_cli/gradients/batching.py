@@ -48,6 +48,11 @@ def forward(model, inputs):
     return outputs.float()
 
 
+def precision_lowered() -> bool:
+    """Whether the passes run under autocast now (`precision: bf16`)."""
+    return _AUTOCAST.get() is not None
+
+
 def lowered(block_fn):
     """block_fn() under autocast when the passes run in bf16 (the per-sample rows' outer products, which cost
     as much as a backward pass), its floating results back in float32 for the projection; plain otherwise."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from orthograd_cli.errors import RecipeError
-from orthograd_cli.gradients.batching import batch_len, forward, rows
+from orthograd_cli.gradients.batching import batch_len, forward, precision_lowered, rows
 
 BACKENDS = ("auto", "hooks", "vmap", "loop")
 NO_VMAP_FOR_TUPLE_BATCHES = ("method.per_sample.backend: vmap cannot differentiate this task's loss (its batches "
@@ -54,6 +54,9 @@ def per_sample_grads(model, params: dict, inputs, labels, loss_fn: Callable, bac
                               "Conv2d weight or bias", "use auto, vmap or loop")
         backend = "vmap"
     if backend == "vmap":
+        if precision_lowered():  # autocast does not reach into vmap's functional calls (BatchNorm fails there)
+            raise RecipeError("method.per_sample.backend: vmap cannot run under precision: bf16 (and hooks does not "
+                              "apply to this model)", "set precision: float32, or per_sample.backend: loop")
         if isinstance(inputs, tuple):  # padded sequence batches: their losses (CTC) have no vmap rule
             raise RecipeError(*NO_VMAP_FOR_TUPLE_BATCHES)
         return _vmap_grads(model, params, inputs, labels, loss_fn, chunk_size)

@@ -32,11 +32,14 @@ class ProjectionStats:
 
     retain_rank: object  # rank of G_r (global) or the largest per-tensor rank
     kept_norm_ratio: object  # ‖g⊥‖ / ‖g_u‖
-    conflict_share: object  # share of retain samples that plain ascent hurts (gradients/conflict.py)
+    conflict_share: object  # share of retain samples that plain ascent hurts (gradients/conflict.py); None
+    # without per-sample retain gradients (the mean/none ablations), where no sample's conflict is known
 
     def read(self) -> dict:
-        return {"retain_rank": int(self.retain_rank), "kept_norm_ratio": float(self.kept_norm_ratio),
-                "conflict_share": float(self.conflict_share)}
+        values = {"retain_rank": int(self.retain_rank), "kept_norm_ratio": float(self.kept_norm_ratio)}
+        if self.conflict_share is not None:
+            values["conflict_share"] = float(self.conflict_share)
+        return values
 
 
 def _span_projector(rows, rank_tol: float):
@@ -245,8 +248,10 @@ def project(unlearn_grad: dict, retain_rows: dict, scope: str = "per_tensor", ra
     return projected, projection_stats(unlearn_grad, projected, retain_rows, max_rank)
 
 
-def projection_stats(unlearn_grad: dict, projected: dict, retain_rows: dict, retain_rank, dots=None) -> ProjectionStats:
-    """The step's diagnostics, left on the device; `dots` = G_r·g_u when the solver already has it."""
+def projection_stats(unlearn_grad: dict, projected: dict, retain_rows: dict, retain_rank, dots=None,
+                     per_sample: bool = True) -> ProjectionStats:
+    """The step's diagnostics, left on the device; `dots` = G_r·g_u when the solver already has it. Without
+    `per_sample` rows (a mean in their place) there is no conflict share to give."""
     import torch
 
     from orthograd_cli.gradients.conflict import conflict_share
@@ -257,7 +262,7 @@ def projection_stats(unlearn_grad: dict, projected: dict, retain_rows: dict, ret
     return ProjectionStats(
         retain_rank=torch.as_tensor(retain_rank),
         kept_norm_ratio=global_norm(projected) / global_norm(unlearn_grad).clamp_min(1e-30),
-        conflict_share=conflict_share(dots),
+        conflict_share=conflict_share(dots) if per_sample else None,
     )
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from orthograd_cli.errors import OrthogradError, UsageError, did_you_mean
 from orthograd_cli.models.checkpoint import atomic_path, write_text_atomic
-from orthograd_cli.recipe import Recipe, recipe_sha256
+from orthograd_cli.recipe import Recipe, parse_recipe, recipe_sha256
 from orthograd_cli.outputs import claimed_folder
 from orthograd_cli.report import CompareReport, CompareRow, CompareRun, MeanStd, Sweep, dump
 
@@ -155,10 +155,15 @@ def real_target(loaded, recipe: Recipe) -> float:
 
 
 def with_method(recipe: Recipe, method: str) -> Recipe:
-    """The recipe with another method selected (its own settings, if the recipe gives them, come along)."""
-    spec = recipe.model_copy(deep=True)
-    spec.method.name = method
-    return spec
+    """The recipe with another method selected (its own settings, if the recipe gives them, come along). A
+    recipe's α goes to the methods that have one; each run's report shows the recipe it ran."""
+    from orthograd_cli.methods import METHODS
+
+    data = recipe.model_dump(mode="json")
+    data["method"]["name"] = method
+    if METHODS[method].default_alpha is None:
+        data["method"]["alpha"] = None
+    return parse_recipe(data, f"the recipe with method.name={method}")
 
 
 def fmt(cell: MeanStd, digits: int = 4) -> str:

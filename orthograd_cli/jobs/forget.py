@@ -147,7 +147,8 @@ def _forget_into(loaded: Loaded, recipe: Recipe, tmp_dir: Path, observer) -> For
                              recipe.seed)
     stop = StopRule(target, spec.stop.check_every, holdout or sets["forget"],
                     lambda m, dataset: score(task, m, dataset, batch, runtime.device),
-                    {name: sets[name] for name in ("forget_test", "test") if name in sets})
+                    {name: sets[name] for name in ("forget_test", "test") if name in sets},
+                    check_name="forget" if holdout is None else "forget_holdout")
     with runtime.reproducible() as reproducibility:  # the steps and the merge decide the output's bytes
         result = run_unlearning(model, params, forget_update, retain, sampler, stop, direction_fn, task.mean_loss,
                                 spec, runtime, observer)
@@ -171,7 +172,7 @@ def _forget_into(loaded: Loaded, recipe: Recipe, tmp_dir: Path, observer) -> For
     warnings = []
     if result.steps == 0:
         warnings.append(f"nothing was unlearned: the forget data already meet the target before any step (forget "
-                        f"{task.accuracy_name} {result.history[0]['forget_acc']:.4f} <= {target:.4f}, "
+                        f"{task.accuracy_name} {result.history[0][stop.watched]:.4f} <= {target:.4f}, "
                         f"{target_source}); the output's weights equal the input's")
     return ForgetReport(
         method=spec.name,
@@ -184,8 +185,8 @@ def _forget_into(loaded: Loaded, recipe: Recipe, tmp_dir: Path, observer) -> For
         retain_batch_size=retain_batch_size,
         wall_s=round(result.wall_s, 3),
         trainable_parameters=int(sum(p.numel() for p in params.values())),
-        metrics=BeforeAfter(before=metrics_from(before, mode, task, before, mia, recipe.seed),
-                            after=metrics_from(after, mode, task, before, mia, recipe.seed)),
+        metrics=BeforeAfter(before=metrics_from(before, mode, task, before, mia, recipe.seed, target),
+                            after=metrics_from(after, mode, task, before, mia, recipe.seed, target)),
         diagnostics=result.diagnostics,
         history=result.history,
         retain_ids_sha256=result.retain_ids_sha256,

@@ -72,8 +72,7 @@ def gradient_conflict(model_path: str, manifests: dict, recipe: Recipe, arch: st
         for scope in removed:
             _, stats = project(g_u, rows, scope, recipe.method.projection.rank_tol, recipe.method.projection.solver)
             removed[scope].append(1 - float(stats.kept_norm_ratio))
-        flat_rows = torch.cat([r.reshape(k, -1) for r in rows.values()], dim=1)
-        spectra.append(torch.linalg.svdvals(flat_rows.double()).cpu())
+        spectra.append(unit_row_spectrum(rows, k))
     all_cos = torch.cat(cosines)
     s = spectra[0]
     strongest = torch.argsort(all_cos, descending=True)[:top]  # the largest cosines: ascent hurts them most
@@ -95,6 +94,16 @@ def gradient_conflict(model_path: str, manifests: dict, recipe: Recipe, arch: st
         # every retain sample's cosine with g_u, so anyone can recompute the share
         "retain_cosines": [{"id": sample_id, "cosine": float(c)} for sample_id, c in zip(ids, all_cos.tolist())],
     }
+
+
+def unit_row_spectrum(rows: dict, k: int):
+    """The singular values of the k retain gradients scaled to unit norm, as the projection sees them
+    (gradients/projection.py counts rank on unit rows): a sample with a large loss must not make the others'
+    directions look negligible."""
+    import torch
+
+    flat = torch.cat([r.reshape(k, -1) for r in rows.values()], dim=1).double()
+    return torch.linalg.svdvals(flat / flat.norm(dim=1, keepdim=True).clamp_min(1e-300)).cpu()
 
 
 def conflict_histogram(cosines: list[float], path: str) -> None:

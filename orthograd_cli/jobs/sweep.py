@@ -17,34 +17,43 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from orthograd_cli.errors import UsageError
+from orthograd_cli.errors import UsageError, clip
 from orthograd_cli.loading import Loaded
-from orthograd_cli.recipe import Recipe, apply_override, parse_recipe
+from orthograd_cli.recipe import Recipe, apply_override, parse_recipe, yaml_value
 from orthograd_cli.report import SweepCandidate
 
 VALIDATION_SHARE = 0.2
 
 
+# what a sweep may vary: how a method unlearns, never what is measured (task, data, eval) or the seed
+SWEEPABLE = ("method.", "lora.")
+
+
 def parse_sweep(assignments: list[str]) -> dict[str, list]:
     """`["method.lr=0.01,0.03", "method.alpha=0,0.5"]` → {key: [values]} (each value parsed as YAML)."""
-    import yaml
-
     grid = {}
     for assignment in assignments:
         key, _, raw = assignment.partition("=")
-        values = [yaml.safe_load(v) for v in raw.split(",") if v.strip()]
-        if not key.strip() or not values:
-            raise UsageError(f"sweep '{assignment}': expected KEY=VALUE,VALUE,...", "e.g. method.lr=0.01,0.03,0.1")
-        grid[key.strip()] = values
+        key = key.strip()
+        if not key or not raw.strip():
+            raise UsageError(f"sweep '{clip(assignment)}': expected KEY=VALUE,VALUE,...", "e.g. method.lr=0.01,0.03,0.1")
+        if not key.startswith(SWEEPABLE) or key in ("method.name",):
+            raise UsageError(f"sweep '{clip(key)}': a sweep varies method.* and lora.* settings (not the method "
+                             "itself, the task, the data, the evaluation or the seed)",
+                             "compare methods with --methods and seeds with --seeds")
+        values = [yaml_value(v, f"sweep '{clip(key)}'") for v in raw.split(",") if v.strip()]
+        grid[key] = values
     return grid
 
 
 def candidates_for(method: str, grid: dict[str, list]) -> list[dict]:
-    """The settings a method is tried with: keys under another method's own section do not change it."""
+    """The settings a method is tried with: keys under another method's own section do not change it, and
+    neither does α for a method without one."""
     from orthograd_cli.methods import METHODS
 
     others = tuple(f"method.{name}." for name in METHODS if name != method)
-    keys = [key for key in grid if not key.startswith(others)]
+    keys = [key for key in grid if not key.startswith(others)
+            and not (key == "method.alpha" and METHODS[method].default_alpha is None)]
     return [dict(zip(keys, values)) for values in itertools.product(*(grid[key] for key in keys))]
 
 

@@ -55,7 +55,8 @@ def _unread(direction) -> dict:
     (not the update, which the next step overwrites)."""
     kept = {key: getattr(direction, key) for key in DIAGNOSTICS if getattr(direction, key) is not None}
     if direction.stats is not None:  # projection methods only
-        kept.update({key: getattr(direction.stats, key) for key in STATS})
+        kept.update({key: getattr(direction.stats, key) for key in STATS
+                     if getattr(direction.stats, key) is not None})
     return kept
 
 
@@ -140,8 +141,9 @@ def run_unlearning(model, params: dict, forget_set, retain_set, sampler: Unlearn
             done = stop.due(step) and check(step)
             observer.step(step, result.history[-1], latest)
             if done:
-                last = result.history[-1]["forget_acc"]
-                result.stop_reason = f"forget accuracy {last:.4f} reached target {stop.target_forget_acc:.4f}"
+                last = result.history[-1][stop.watched]
+                result.stop_reason = (f"{stop.check_name.replace('_', ' ')} accuracy {last:.4f} reached target "
+                                      f"{stop.target_forget_acc:.4f}")
                 break
         read_steps()
     result.wall_s = time.perf_counter() - started

@@ -20,6 +20,12 @@ class StopRule:
     check_set: object  # the forget data the rule reads
     score: Callable  # score(model, dataset) -> SetResult
     tracked: dict = field(default_factory=dict)  # name -> dataset, scored at each check
+    check_name: str = "forget"  # the check set's name in history rows: forget, or forget_holdout
+
+    @property
+    def watched(self) -> str:
+        """The history key the rule decides on (`forget_acc`, or `forget_holdout_acc` with a hold-out)."""
+        return f"{self.check_name}_acc"
 
     def due(self, step: int) -> bool:
         return step % self.check_every == 0
@@ -27,7 +33,7 @@ class StopRule:
     def check(self, model, step: int) -> dict:
         """One history row: each set's accuracy (and the task's other metrics) at this step."""
         row = {"step": step}
-        for name, dataset in {"forget": self.check_set, **self.tracked}.items():
+        for name, dataset in {self.check_name: self.check_set, **self.tracked}.items():
             scored = self.score(model, dataset)
             row[f"{name}_acc"] = scored.accuracy
             for metric, value in scored.extra.items():
@@ -35,7 +41,7 @@ class StopRule:
         return row
 
     def reached(self, row: dict) -> bool:
-        return row["forget_acc"] <= self.target_forget_acc
+        return row[self.watched] <= self.target_forget_acc
 
 
 def stop_target(stop_spec, mode: str, before: dict) -> tuple[float, str]:

@@ -37,10 +37,13 @@ def score(task: Task, model, dataset, batch_size: int, device: str) -> SetResult
 
 
 def metrics_from(results: dict[str, SetResult], mode: str, task: Task, original: dict[str, SetResult] | None = None,
-                 mia: bool = True, seed: int = 0) -> dict:
+                 mia: bool = True, seed: int = 0, forget_target: float | None = None) -> dict:
     """Accuracy (and the task's other metrics) per set; with the original model's results, UIS; with
-    forget and test sets, the MIA."""
-    forget_target = "original test acc" if mode == "sample" else 0.0
+    forget and test sets, the MIA. `forget_target`: the forget accuracy a run stopped at; without one, the
+    forgotten sets' target is named as the stop rule would derive it (methods/stop.py)."""
+    if forget_target is None:
+        unseen = "forget_test" if "forget_test" in results or (original and "forget_test" in original) else "test"
+        forget_target = f"original {unseen} acc" if mode == "sample" else 0.0
     acc = task.accuracy_name
     out = {}
     for name, r in results.items():

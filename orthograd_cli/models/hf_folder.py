@@ -18,7 +18,7 @@ import json
 import shutil
 from pathlib import Path
 
-from orthograd_cli.errors import CheckpointError
+from orthograd_cli.errors import CheckpointError, clip
 from orthograd_cli.models.checkpoint import META_PREFIX, Checkpoint, file_sha256, read_safetensors
 
 CONFIG = "config.json"
@@ -116,12 +116,6 @@ def shard_map(folder: Path) -> tuple[dict[str, str], list[str]]:
         raise CheckpointError(f"{folder}: shard '{clip(missing[0])}' listed in {SHARD_INDEX} is missing",
                               "copy every shard of the model into the folder")
     return weight_map, shards
-
-
-def clip(text: str, limit: int = 200) -> str:
-    """A value from a user's file, short enough for a one-line error."""
-    text = str(text)
-    return text if len(text) <= limit else text[:limit] + f"… ({len(text)} characters)"
 
 
 def read_hf_folder(folder: Path) -> Checkpoint:

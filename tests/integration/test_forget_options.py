@@ -45,8 +45,12 @@ def test_forget_holdout_is_measured_and_drives_the_stop_rule(cli, trained_model,
     report = short_forget(cli, trained_model, digits, tmp_path / "run", "method.stop.forget_holdout=0.2")
     forget_n = len((digits / "sample/forget.csv").read_text().splitlines()) - 1
     holdout = report["metrics"]["after"]["forget_holdout_acc"]
-    assert holdout["n"] == round(0.2 * forget_n) and holdout["target"] == "original test acc"
+    # the target is the number the run stopped at, the original test accuracy (no forget_test given)
+    assert holdout["n"] == round(0.2 * forget_n) and holdout["target"] == report["target_forget_acc"]
+    assert report["target_forget_acc"] == report["metrics"]["before"]["test_acc"]["value"]
     assert len(report["history"]) == report["steps"] + 1  # step 0 and every step, on the hold-out
+    # each row names the set it measured: the hold-out, not the forget set
+    assert all("forget_holdout_acc" in row and "forget_acc" not in row for row in report["history"])
 
 
 def tiny_vit():

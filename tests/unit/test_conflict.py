@@ -81,3 +81,45 @@ def test_inspect_reports_the_share_and_strongest_conflicts_on_the_rising_side(cl
     assert strongest[0] == max(cosines)
     assert "⟨g_u, g_i⟩ > 0" in conflict["conflict_definition"]
     assert (tmp_path / "conflict.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("retain_grads", ["per_sample", "mean", "none"])
+def test_a_conflict_share_is_reported_only_where_each_samples_gradient_is_known(class_forgetting_model, image_sets,
+                                                                                retain_grads):
+    """The mean/none ablations see one mean retain gradient: a share of samples computed from it would be 0 or 1
+    and mean nothing."""
+    from orthograd_cli.methods.orthograd import orthograd_direction
+    from orthograd_cli.recipe import MethodSpec
+
+    model, params = class_forgetting_model
+    forget, retain = image_sets["class_forget"], image_sets["class_retain"]
+    inputs, labels = forget.batch(torch.arange(16))
+    retain_inputs, retain_labels = retain.batch(torch.arange(16))
+    spec = MethodSpec.model_validate({"projection": {"retain_grads": retain_grads}})
+    direction = orthograd_direction(model, params, (inputs.double(), labels),
+                                    (retain_inputs.double(), retain_labels), spec, mean_loss)
+    read = direction.stats.read()
+    assert ("conflict_share" in read) == (retain_grads == "per_sample")
+    if retain_grads == "per_sample":
+        rows, _ = per_sample_grads(model, params, retain_inputs.double(), retain_labels, mean_loss, "loop")
+        g_u, _ = batch_grad(model, params, inputs.double(), labels, mean_loss)
+        dots = sum(rows[n].reshape(16, -1) @ g_u[n].reshape(-1) for n in params)
+        assert read["conflict_share"] == pytest.approx(float((dots > 0).double().mean()), abs=1e-12)
+
+
+def test_inspects_retain_rank_is_the_rank_the_projection_uses():
+    """One sample with a huge gradient (a badly fit one) must not hide the other directions: the projection
+    counts rank on unit-norm rows, and so must `inspect`."""
+    from orthograd_cli.gradients.projection import project
+    from orthograd_cli.jobs.inspect import unit_row_spectrum
+
+    generator = torch.Generator().manual_seed(0)
+    rows = {"a": torch.randn(6, 30, generator=generator, dtype=torch.float64),
+            "b": torch.randn(6, 4, 5, generator=generator, dtype=torch.float64)}
+    for tensor in rows.values():
+        tensor[0] *= 1e9
+    unlearn_grad = {name: torch.randn(r.shape[1:], generator=generator, dtype=torch.float64)
+                    for name, r in rows.items()}
+    _, stats = project(unlearn_grad, rows, "global", 1e-6, "gram")
+    spectrum = unit_row_spectrum(rows, 6)
+    assert int(stats.retain_rank) == int((spectrum > 1e-6 * spectrum[0]).sum()) == 6

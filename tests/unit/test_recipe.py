@@ -57,3 +57,55 @@ def test_malformed_yaml_names_the_line(tmp_path):
     bad.write_text("method:\n  lr: [0.1\n")
     with pytest.raises(RecipeError, match="bad.yaml.*line"):
         load_recipe(str(bad))
+
+
+@pytest.mark.parametrize("overrides,fragment", [
+    (["method.name=neggrad", "method.alpha=0.5"], "method neggrad has no retain weight α"),
+    (["method.name=scrub", "method.alpha=0"], "method scrub has no retain weight α"),
+    (["method.per_sample.backend=gram", "method.projection.scope=global", "method.projection.solver=qr"],
+     "solver qr cannot apply"),
+    (["precision=bf16", "method.per_sample.backend=vmap"], "bf16 cannot reach into the vmap backend"),
+], ids=["alpha-neggrad", "alpha-scrub", "qr-with-gram", "bf16-with-vmap"])
+def test_settings_that_would_be_ignored_are_refused(overrides, fragment):
+    with pytest.raises(RecipeError, match=fragment):
+        load_recipe(None, overrides)
+
+
+def test_a_yaml_alias_bomb_in_an_override_is_refused_before_it_expands():
+    import time
+
+    bomb = "[&a [x,x,x,x,x,x,x,x,x], &b [*a,*a,*a,*a,*a,*a,*a,*a,*a], &c [*b,*b,*b,*b,*b,*b,*b,*b,*b], " + \
+        ", ".join(f"&{n} [{','.join(['*' + p] * 9)}]" for p, n in zip("cdefghi", "defghij")) + "]"
+    started = time.monotonic()
+    with pytest.raises(RecipeError, match="anchors and aliases"):
+        load_recipe(None, [f"lora.target_modules={bomb}"])
+    assert time.monotonic() - started < 1
+    with pytest.raises(RecipeError, match="characters long"):
+        load_recipe(None, ["lora.target_modules=[" + "a," * 5000 + "]"])
+
+
+def test_a_sweep_varies_only_how_a_method_unlearns():
+    from orthograd_cli.errors import UsageError
+    from orthograd_cli.jobs.sweep import candidates_for, parse_sweep
+
+    for bad, fragment in [("task=asr,classification", "varies method.* and lora.*"), ("seed=0,1", "varies method"),
+                          ("method.name=neggrad,orthograd", "varies method"), ("method.lr=[0.1", "not valid YAML")]:
+        with pytest.raises((UsageError, RecipeError), match=fragment):
+            parse_sweep([bad])
+    grid = parse_sweep(["method.alpha=0,0.5", "method.lr=0.1,0.2"])
+    assert len(candidates_for("orthograd", grid)) == 4
+    # neggrad has no α: its candidates differ in lr only, not in a setting it would ignore
+    assert candidates_for("neggrad", grid) == [{"method.lr": 0.1}, {"method.lr": 0.2}]
+
+
+def test_per_sample_rows_under_bf16_refuse_vmap_when_auto_falls_back_to_it():
+    import torch
+
+    from orthograd_cli.gradients.batching import pass_precision
+    from orthograd_cli.gradients.per_sample import per_sample_grads
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.LayerNorm(4))  # LayerNorm: hooks cannot
+    params = dict(model.named_parameters())
+    inputs, labels = torch.randn(3, 4), torch.randint(0, 4, (3,))
+    with pass_precision("bf16", "cpu"), pytest.raises(RecipeError, match="vmap cannot run under precision: bf16"):
+        per_sample_grads(model, params, inputs, labels, torch.nn.functional.cross_entropy, "auto")

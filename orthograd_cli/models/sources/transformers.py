@@ -15,8 +15,8 @@ and parameter names stay the class's own, so the state dict, LoRA targets and pe
 
 from __future__ import annotations
 
-from orthograd_cli.errors import CheckpointError
-from orthograd_cli.models.hf_folder import (CTC_ARCHITECTURES, SEQ2SEQ_ARCHITECTURES, SUPPORTED, clip, kind_of,
+from orthograd_cli.errors import CheckpointError, clip
+from orthograd_cli.models.hf_folder import (CTC_ARCHITECTURES, SEQ2SEQ_ARCHITECTURES, SUPPORTED, kind_of,
                                            task_of)
 from orthograd_cli.models.sources.base import ModelSource
 

@@ -78,6 +78,32 @@ class Collective:
     def __init__(self, rank: int, world_size: int, backend: str):
         self.rank, self.world_size, self.backend = rank, world_size, backend
         self.sent_bytes = 0
+        self._decided: dict = {}
+
+    def decided_once(self, name: str, decide):
+        """A value every rank must use alike (a memory plan that picks how a sum is rounded): rank 0's `decide()`,
+        broadcast the first time it is asked for, then kept for the run. Each rank deciding for itself, from its
+        own free memory, would let the ranks round differently and drift apart."""
+        if name not in self._decided:
+            self._decided[name] = self.broadcast(decide() if self.rank == 0 else None)
+        return self._decided[name]
+
+    def check_agreement(self, params: dict, step: int) -> None:
+        """Every rank must hold the same trainable weights: compare a float64 checksum (the sum and the sum of
+        squares of every tensor) across ranks, and fail loudly on all of them if any differs."""
+        import torch
+        import torch.distributed as dist
+
+        from orthograd_cli.errors import NumericalError
+
+        values = [p.detach().double() for p in params.values()]
+        mine = torch.stack([sum(v.sum() for v in values), sum((v * v).sum() for v in values)])
+        everyone = [torch.empty_like(mine) for _ in range(self.world_size)]
+        dist.all_gather(everyone, mine)
+        differ = [rank for rank, theirs in enumerate(everyone) if not torch.equal(theirs, everyone[0])]
+        if differ:
+            raise NumericalError(f"the processes' weights differ at step {step} (rank {differ[0]} against rank 0): "
+                                 "they no longer take the same steps", "rerun with --nproc 1 and report it")
 
     def shard(self, index):
         """This rank's contiguous share of a global batch's indices (rank order = batch order)."""

@@ -141,7 +141,12 @@ def ghost_gram(model, params: dict, inputs, targets, loss_fn: Callable, unlearn_
     layers = {key: _Layer(modules[key], layer_input, delta) for key, (layer_input, delta) in captured.items()}
     size = len(losses)
     device = next(iter(params.values())).device
-    budget = memory_budget(memory_gb, device, size * sum(p.numel() for p in params.values()) * 4)
+    hooks_bytes = size * sum(p.numel() for p in params.values()) * 4
+    if collective is None:
+        budget = memory_budget(memory_gb, device, hooks_bytes)
+    else:  # the budget picks each layer's plan, and so how its sums round: one plan for every rank
+        budget = collective.decided_once(f"gram budget {hooks_bytes}",
+                                         lambda: memory_budget(memory_gb, device, hooks_bytes))
     gram = torch.zeros(size, size, dtype=torch.float64, device=device)
     along = torch.zeros(size, dtype=torch.float64, device=device)
     for name, (module, attribute) in owners.items():

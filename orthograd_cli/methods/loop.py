@@ -116,7 +116,8 @@ def run_unlearning(model, params: dict, forget_set, retain_set, sampler: Unlearn
     def check(step: int) -> bool:
         read_steps()
         row = stop.check(model, step)  # with several processes every rank scores its share of the sets
-        if collective is not None:  # and rank 0's row decides for all
+        if collective is not None:  # and rank 0's row decides for all, once every rank is seen to hold its weights
+            collective.check_agreement(params, step)
             row = collective.broadcast(row)
         result.history.append(row)
         observer.check(row)

@@ -111,3 +111,39 @@ def test_the_launcher_drops_nproc_from_what_each_rank_runs():
     assert split_nproc(["forget", "m", "--nproc", "2", "--json"]) == ("2", ["forget", "m", "--json"])
     assert split_nproc(["forget", "--nproc=2", "m"]) == ("2", ["forget", "m"])
     assert torch.distributed.is_available()
+
+
+RANK_PROGRAM = """
+import sys, torch
+from orthograd_cli import distributed
+from orthograd_cli.errors import NumericalError
+group = distributed.start("cpu")
+print("budget", group.decided_once("plan", lambda: 1000 + 7 * group.rank))
+print("again", group.decided_once("plan", lambda: -1))
+same = {"w": torch.linspace(0, 1, 50), "b": torch.ones(3)}
+group.check_agreement(same, 5)
+print("same weights agree")
+drifted = {"w": same["w"] + (1e-7 if group.rank == 1 else 0.0), "b": same["b"]}
+try:
+    group.check_agreement(drifted, 10)
+except NumericalError as err:
+    print("refused:", err)
+distributed.stop()
+"""
+
+
+def test_ranks_share_rank_0s_plan_and_a_drift_between_them_fails_on_every_rank(tmp_path):
+    """Two real gloo ranks: a value decided once on rank 0 reaches both, and weights that differ by one float32
+    step on one rank end the run on both at the next check."""
+    from orthograd_cli.cli.launch import free_port
+
+    env = {**os.environ, "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()),
+           "TORCHELASTIC_RUN_ID": "test", "ORTHOGRAD_DIST_TIMEOUT": "60"}
+    ranks = [subprocess.Popen([sys.executable, "-c", RANK_PROGRAM], env={**env, "RANK": str(r), "LOCAL_RANK": str(r)},
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in range(2)]
+    outputs = [rank.communicate(timeout=120) for rank in ranks]
+    for (out, err), rank in zip(outputs, ranks):
+        assert rank.returncode == 0, err
+        lines = out.splitlines()
+        assert lines[:3] == ["budget 1000", "again 1000", "same weights agree"], out
+        assert lines[3].startswith("refused: the processes' weights differ at step 10 (rank 1 against rank 0)")

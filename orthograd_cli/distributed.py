@@ -18,7 +18,10 @@ benchmarks/distributed.py.
 
 from __future__ import annotations
 
+import functools
 import os
+
+from orthograd_cli.errors import OrthogradError
 
 _CURRENT: "Collective | None" = None
 
@@ -74,6 +77,29 @@ def stop() -> None:
         _CURRENT = None
 
 
+class PeerLost(OrthogradError):
+    """A collective failed because another rank of the run is gone (killed, out of memory, its own error)."""
+
+    exit_code = 1
+
+
+def _collective(method):
+    """A collective whose peer died raises PeerLost, one line, instead of gloo's or NCCL's internal error."""
+    @functools.wraps(method)
+    def run(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except RuntimeError as err:  # gloo's "Connection closed by peer" and NCCL's errors are RuntimeErrors
+            import torch
+
+            if isinstance(err, torch.OutOfMemoryError):  # this rank's own failure, not a peer's
+                raise
+            raise PeerLost(f"another process of this run ended, so rank {self.rank} stops too "
+                           f"({type(err).__name__}); nothing was written",
+                           "the first process to fail says why; rerun once it is fixed") from None
+    return run
+
+
 class Collective:
     def __init__(self, rank: int, world_size: int, backend: str):
         self.rank, self.world_size, self.backend = rank, world_size, backend
@@ -88,6 +114,7 @@ class Collective:
             self._decided[name] = self.broadcast(decide() if self.rank == 0 else None)
         return self._decided[name]
 
+    @_collective
     def check_agreement(self, params: dict, step: int) -> None:
         """Every rank must hold the same trainable weights: compare a float64 checksum (the sum and the sum of
         squares of every tensor) across ranks, and fail loudly on all of them if any differs."""
@@ -109,6 +136,7 @@ class Collective:
         """This rank's contiguous share of a global batch's indices (rank order = batch order)."""
         return index.tensor_split(self.world_size)[self.rank]
 
+    @_collective
     def average(self, grads: dict, loss, count: int):
         """(Σ_r n_r·g_r / Σ_r n_r, the same for the loss): the global batch's mean gradient and loss from each
         rank's mean over its n_r samples, in one all-reduce."""
@@ -127,6 +155,7 @@ class Collective:
         averaged = {n: piece.view_as(grads[n]).to(grads[n].dtype) for n, piece in zip(names, pieces)}
         return averaged, pieces[-1][0].to(loss.dtype)
 
+    @_collective
     def gather(self, tensor):
         """Every rank's `tensor` concatenated along dim 0 in rank order. Shapes may differ past dim 0 (padded
         speech batches): each is zero-padded to the largest for the exchange and the result keeps the
@@ -159,6 +188,7 @@ class Collective:
         return ({n: piece.reshape(-1, *rows[n].shape[1:]) for n, piece in zip(names, pieces)},
                 pieces[-1][:, 0].to(losses.dtype))
 
+    @_collective
     def gather_objects(self, value) -> list:
         """Every rank's `value` (a picklable Python value: a set's scored part), in rank order."""
         import torch.distributed as dist
@@ -167,6 +197,7 @@ class Collective:
         dist.all_gather_object(received, value)
         return received
 
+    @_collective
     def broadcast(self, value):
         """Rank 0's `value` (any picklable Python value: a stop-rule row) on every rank."""
         import torch.distributed as dist

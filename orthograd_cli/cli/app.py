@@ -159,6 +159,8 @@ def _run(argv: list[str] | None) -> None:
         code = command.main(args=args, prog_name="orthograd", standalone_mode=False, obj={"argv": args})
         if code == 130:
             raise KeyboardInterrupt
+        if isinstance(code, int) and code:  # an Exit(code) outside standalone mode is returned, not raised
+            sys.exit(code)
     except OrthogradError as err:
         if debug:
             raise

@@ -59,7 +59,10 @@ def read_manifest(path: str | Path, task="classification", info=None, check_file
         raise ManifestError(f"{path}: cannot read manifest (no such file)", "check the path")
     digest = hashlib.sha256()
     reader = csv.DictReader(_hashed_lines(path, digest))
-    columns = [c.strip() for c in (reader.fieldnames or [])]
+    try:
+        columns = [c.strip() for c in (reader.fieldnames or [])]
+    except csv.Error as exc:
+        raise ManifestError(f"{path} row 1: not a valid CSV header ({exc})", "check quotes and separators") from None
     if not columns:
         raise ManifestError(f"{path}: empty manifest", f"expected a header line: {','.join(required)}[,id]")
     missing = [c for c in required if c not in columns]
@@ -115,8 +118,10 @@ def _sample_path(raw: str, base: Path, where: str, check_files: bool) -> Path:
     """The sample's file, relative paths against the manifest's folder, resolved (symlinks followed)."""
     try:
         file_path = (Path(raw) if Path(raw).is_absolute() else base / raw).resolve()
-        if check_files and not file_path.is_file():
+        if check_files and not file_path.exists():
             raise ManifestError(f"{where}: file not found: {file_path}", "paths are relative to the manifest's folder")
+        if check_files and not file_path.is_file():  # a folder, a FIFO, a device such as /dev/zero
+            raise ManifestError(f"{where}: {file_path} is not a regular file", "list image or audio files only")
     except OSError as exc:  # a name too long for the file system, a loop of symlinks
         raise ManifestError(f"{where}: unusable path {raw[:80]!r} ({exc.strerror})", "fix the path") from None
     return file_path
@@ -129,10 +134,12 @@ def _hashed_lines(path: Path, digest):
             for number, raw in enumerate(handle, start=1):
                 digest.update(raw)
                 try:
-                    yield raw.decode("utf-8-sig" if number == 1 else "utf-8")
+                    text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
                 except UnicodeDecodeError:
                     raise ManifestError(f"{path} row {number}: not UTF-8 text",
                                         "save the manifest as a UTF-8 CSV") from None
+                # lines ended by a lone CR (classic Mac, some spreadsheet exports) are lines too
+                yield from text.replace("\r\n", "\n").replace("\r", "\n").splitlines(keepends=True)
     except OSError as exc:
         raise ManifestError(f"{path}: cannot read manifest ({exc.strerror})", "check the path") from None
 

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from orthograd_cli.errors import CheckpointError
+from orthograd_cli.errors import CheckpointError, clip
 from orthograd_cli.outputs import with_umask
 
 PICKLE_SUFFIXES = {".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle"}
@@ -43,6 +43,20 @@ class Checkpoint:
 
     def meta(self, key: str) -> str | None:
         return self.metadata.get(META_PREFIX + key)
+
+    def meta_int(self, key: str, default: int | None = None) -> int | None:
+        """A metadata entry that must be a positive whole number (classes, a sampling rate); `default` if absent."""
+        raw = self.meta(key)
+        if raw is None:
+            return default
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise CheckpointError(f"{self.path}: metadata '{META_PREFIX}{key}' is {clip(repr(raw))}, not a positive "
+                                  "whole number", f"fix or remove the '{META_PREFIX}{key}' metadata entry")
+        return value
 
     def meta_json(self, key: str):
         raw = self.meta(key)

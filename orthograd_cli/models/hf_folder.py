@@ -62,6 +62,38 @@ def read_json(path: Path) -> dict:
     return value
 
 
+def whole(values: dict, key: str, path: Path, default: int | None = None, minimum: int = 1) -> int:
+    """A setting that must be a whole number of at least `minimum` (a sampling rate, a size, a label count)."""
+    value = values.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise CheckpointError(f"{path}: '{key}' is {clip(repr(value))}, expected a whole number of at least {minimum}",
+                              f"restore {path.name} from the model's original folder")
+    return value
+
+
+def share(values: dict, key: str, path: Path) -> float:
+    """A setting that must be a number in (0, 1] (a crop share)."""
+    value = values.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+        raise CheckpointError(f"{path}: '{key}' is {clip(repr(value))}, expected a number in (0, 1]",
+                              f"restore {path.name} from the model's original folder")
+    return float(value)
+
+
+def numbers(values: dict, key: str, path: Path, default: list, positive: bool = False) -> list[float]:
+    """A setting that must be a list of finite numbers (a mean or std per channel)."""
+    import math
+
+    value = values.get(key, default)
+    if not isinstance(value, list) or not value or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and (v > 0 or not positive)
+            for v in value):
+        kind = "positive numbers" if positive else "numbers"
+        raise CheckpointError(f"{path}: '{key}' is {clip(repr(value))}, expected a list of {kind}",
+                              f"restore {path.name} from the model's original folder")
+    return [float(v) for v in value]
+
+
 def read_json_if_present(path: Path) -> dict | None:
     """An optional file of the folder (processor, generation or tokenizer settings): None where it is absent."""
     return read_json(path) if path.is_file() else None
@@ -161,10 +193,13 @@ def derived_metadata(folder: Path, config: dict) -> dict[str, str]:
     if not architectures:
         raise CheckpointError(f"{folder / CONFIG}: no 'architectures' entry, so the model class is unknown",
                               'add e.g. "architectures": ["Wav2Vec2ForCTC"] to config.json')
-    architecture = architectures[0]
+    architecture = architectures[0] if isinstance(architectures, list) else architectures
+    if not isinstance(architecture, str):
+        raise CheckpointError(f"{folder / CONFIG}: 'architectures' is {clip(repr(architectures))}, expected a list "
+                              "of class names", 'e.g. "architectures": ["Wav2Vec2ForCTC"]')
     kind = kind_of(architecture)
-    if kind is None:
-        raise CheckpointError(f"{folder}: '{architecture}' is not supported", f"supported: {SUPPORTED}")
+    if kind is None or architecture.startswith("Auto"):  # an Auto class names no model, only a way to pick one
+        raise CheckpointError(f"{folder}: '{clip(architecture)}' is not supported", f"supported: {SUPPORTED}")
     processor = read_json_if_present(folder / "preprocessor_config.json")
     meta = {"arch": f"hf:{architecture}", "task": KIND_TASKS[kind], **KIND_METADATA[kind](folder, config, processor)}
     return {META_PREFIX + key: value for key, value in meta.items()}
@@ -175,8 +210,13 @@ def ctc_metadata(folder: Path, config: dict, processor: dict | None) -> dict[str
         raise CheckpointError(f"{folder}: no preprocessor_config.json, so the sampling rate and the waveform "
                               "normalisation are unknown", "save the model's processor into the folder "
                               "(processor.save_pretrained(folder))")
-    return {"vocab": json.dumps(ctc_vocabulary(folder, config)),
-            "sample_rate": str(int(processor.get("sampling_rate", 16_000))),
+    vocabulary = ctc_vocabulary(folder, config)
+    head = config.get("vocab_size")
+    if isinstance(head, int) and len(vocabulary) > head:  # ids past the head would have no logit
+        raise CheckpointError(f"{folder / 'vocab.json'}: {len(vocabulary)} tokens, but the model's head has "
+                              f"{head} outputs (config.json vocab_size)", "use the tokenizer the model was trained with")
+    path = folder / "preprocessor_config.json"
+    return {"vocab": json.dumps(vocabulary), "sample_rate": str(whole(processor, "sampling_rate", path, 16_000)),
             "data": json.dumps({"audio_normalize": "utterance" if processor.get("do_normalize", True) else "none"})}
 
 
@@ -191,13 +231,24 @@ def seq2seq_metadata(folder: Path, config: dict, processor: dict | None) -> dict
                               "feature_size and chunk_length)", "save the processor into the folder "
                               "(WhisperProcessor.save_pretrained(folder))")
     generation = read_json_if_present(folder / "generation_config.json") or {}
-    return {"sample_rate": str(int(processor.get("sampling_rate", 16_000))),
+    path = folder / "preprocessor_config.json"
+    for key in ("feature_size", "chunk_length", "hop_length", "n_fft"):
+        if key in processor:
+            whole(processor, key, path)
+    whole(config, "max_target_positions", folder / CONFIG, 448)
+    whole(config, "vocab_size", folder / CONFIG)
+    return {"sample_rate": str(whole(processor, "sampling_rate", path, 16_000)),
             "seq2seq": json.dumps({"features": processor, **decoding_settings(folder, config, generation)})}
 
 
 def image_classifier_metadata(folder: Path, config: dict, processor: dict | None) -> dict[str, str]:
-    meta = {"num_classes": str(int(config.get("num_labels") or len(config.get("id2label") or {}) or 2))}
-    labels = [str(config["id2label"][key]) for key in sorted(config.get("id2label") or {}, key=int)]
+    id2label = config.get("id2label") or {}
+    if not isinstance(id2label, dict) or not all(str(key).isdigit() for key in id2label):
+        raise CheckpointError(f"{folder / CONFIG}: 'id2label' is {clip(repr(id2label))}, expected {{\"0\": name, …}}",
+                              "restore config.json from the model's original folder")
+    count = config.get("num_labels") or len(id2label) or 2
+    meta = {"num_classes": str(whole({"num_labels": count}, "num_labels", folder / CONFIG))}
+    labels = [str(id2label[key]) for key in sorted(id2label, key=int)]
     if labels and labels != [f"LABEL_{i}" for i in range(len(labels))]:
         meta["labels"] = json.dumps(labels)
     meta["data"] = json.dumps(image_preprocessing(folder, processor, config))
@@ -212,10 +263,13 @@ def ctc_vocabulary(folder: Path, config: dict) -> list[str]:
     vocab = read_json(folder / "vocab.json")
     tokenizer = read_json_if_present(folder / "tokenizer_config.json") or {}
     delimiter = tokenizer.get("word_delimiter_token", "|")
+    if not all(isinstance(i, int) and not isinstance(i, bool) for i in vocab.values()):
+        raise CheckpointError(f"{folder / 'vocab.json'}: token ids must be whole numbers",
+                              "save the tokenizer into the folder (save_pretrained(folder))")
     by_id = sorted(vocab.items(), key=lambda item: item[1])
     if [i for _, i in by_id] != list(range(len(by_id))):
         raise CheckpointError(f"{folder / 'vocab.json'}: token ids are not 0..{len(by_id) - 1}")
-    if int(config.get("pad_token_id") or 0) != 0:
+    if config.get("pad_token_id") not in (None, 0):
         raise CheckpointError(f"{folder}: the CTC blank (pad_token_id {config.get('pad_token_id')}) is not token 0",
                               "orthograd's CTC decoding takes token 0 as the blank")
     return [" " if token == delimiter else token for token, _ in by_id]
@@ -230,28 +284,33 @@ def image_preprocessing(folder: Path, processor: dict | None, config: dict) -> d
     if processor.get("do_rescale") is False:
         raise CheckpointError(f"{folder / 'preprocessor_config.json'}: do_rescale is false (pixels in 0..255), "
                               "which orthograd does not reproduce", "use a model trained on pixels scaled to 0..1")
-    data: dict = {"channels": int(config.get("num_channels", 3))}
+    path = folder / "preprocessor_config.json"
+    data: dict = {"channels": whole(config, "num_channels", folder / CONFIG, 3)}
     size = processor.get("size") or {}
-    if isinstance(size, int):
+    if isinstance(size, int) and not isinstance(size, bool):
         size = {"shortest_edge": size}
+    if not isinstance(size, dict):
+        size = {"unknown": size}
     if "height" in size and "width" in size:
         if size["height"] != size["width"]:
-            raise CheckpointError(f"{folder / 'preprocessor_config.json'}: non-square size {size}",
+            raise CheckpointError(f"{path}: non-square size {clip(repr(size))}",
                                   "orthograd feeds square images; set data.image_size in the recipe")
-        data.update(resize="squash", image_size=int(size["height"]))
+        data.update(resize="squash", image_size=whole(size, "height", path))
     elif "shortest_edge" in size:
-        edge = int(size["shortest_edge"])
+        edge = whole(size, "shortest_edge", path)
         if "crop_pct" in processor:  # ConvNeXt: resize to edge / crop_pct, crop edge
-            data.update(resize="shorter_side_crop", resize_size=int(edge / processor["crop_pct"]), image_size=edge)
+            data.update(resize="shorter_side_crop", resize_size=int(edge / share(processor, "crop_pct", path)),
+                        image_size=edge)
         else:
             crop = processor.get("crop_size") or {"height": edge}
             crop = crop if isinstance(crop, dict) else {"height": crop}
-            data.update(resize="shorter_side_crop", resize_size=edge, image_size=int(crop["height"]))
+            data.update(resize="shorter_side_crop", resize_size=edge, image_size=whole(crop, "height", path))
     else:
-        raise CheckpointError(f"{folder / 'preprocessor_config.json'}: image size {size!r} is not understood",
+        raise CheckpointError(f"{path}: image size {clip(repr(size))} is not understood",
                               "set data.image_size (and data.resize) in the recipe")
     if processor.get("do_normalize", True):
-        data.update(mean=list(processor.get("image_mean", [0.5] * 3)), std=list(processor.get("image_std", [0.5] * 3)))
+        data.update(mean=numbers(processor, "image_mean", path, [0.5] * 3),
+                    std=numbers(processor, "image_std", path, [0.5] * 3, positive=True))
     else:
         data.update(mean=[0.0], std=[1.0])
     return data

@@ -3,6 +3,7 @@ on the same global batches, and a run that loses a rank ends at once with nothin
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -84,7 +85,9 @@ def test_killing_one_rank_ends_every_rank_and_leaves_nothing(trained_model, digi
     deadline = time.monotonic() + 60
     while len(ranks) < 2 and time.monotonic() < deadline:
         for child in psutil.Process(launcher.pid).children():
-            ranks[child.environ().get("RANK")] = child
+            with contextlib.suppress(psutil.Error):  # a child between fork and exec has the launcher's environment
+                if child.environ().get("RANK"):
+                    ranks.setdefault(child.environ()["RANK"], child)
         time.sleep(0.1)
     assert set(ranks) == {"0", "1"}
     ranks["1"].kill()
@@ -93,7 +96,7 @@ def test_killing_one_rank_ends_every_rank_and_leaves_nothing(trained_model, digi
     assert time.monotonic() - killed < 15, "the other rank went on"
     assert launcher.returncode != 0, err
     assert not ranks["0"].is_running() or ranks["0"].status() == psutil.STATUS_ZOMBIE
-    assert "Traceback" not in err
+    assert "Traceback" not in err and "unexpected" not in err, err
     assert nothing_left(out)
 
 

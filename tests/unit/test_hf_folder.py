@@ -144,3 +144,72 @@ def test_a_tensor_the_index_names_but_no_shard_holds_is_refused(sharded_folder):
     index_path.write_text(json.dumps(index))
     with pytest.raises(CheckpointError, match="'vit.extra.weight' is in no shard"):
         read_checkpoint(sharded_folder)
+
+
+def edit_json(path, **changes):
+    values = json.loads(path.read_text())
+    values.update(changes)
+    path.write_text(json.dumps(values))
+
+
+@pytest.mark.parametrize("file, changes, fragment", [
+    ("config.json", {"architectures": ["AutoModelForImageClassification"]}, "is not supported"),
+    ("config.json", {"architectures": 5}, "expected a list of class names"),
+    ("config.json", {"num_labels": "ten"}, "'num_labels' is 'ten'"),
+    ("config.json", {"id2label": ["a", "b"]}, "'id2label' is"),
+    ("config.json", {"num_channels": "3"}, "'num_channels' is '3'"),
+    ("config.json", {"model_type": "bert"}, "model_type 'bert' does not belong to ViTForImageClassification"),
+    ("config.json", {"hidden_size": "wide"}, "not a valid ViTConfig"),
+    ("preprocessor_config.json", {"size": {"height": 0, "width": 0}}, "'height' is 0"),
+    ("preprocessor_config.json", {"size": {"shortest_edge": 32}, "crop_pct": 0}, "'crop_pct' is 0"),
+    ("preprocessor_config.json", {"image_std": [0, 0, 0]}, "'image_std' is"),
+    ("preprocessor_config.json", {"image_mean": "grey"}, "'image_mean' is 'grey'"),
+    ("preprocessor_config.json", {"size": "large"}, "image size"),
+], ids=lambda value: value if isinstance(value, str) and "." not in value else None)
+def test_malformed_folder_settings_are_checkpoint_errors_naming_the_key(vit_folder, tmp_path, file, changes,
+                                                                       fragment):
+    """A user's edited or foreign config must say which value is wrong, never 'unexpected'."""
+    from orthograd_cli.loading import load_checkpoint_and_info
+    from orthograd_cli.recipe import Recipe
+
+    folder = tmp_path / "vit"
+    shutil.copytree(vit_folder, folder)
+    edit_json(folder / file, **changes)
+    with pytest.raises(CheckpointError, match=fragment):
+        load_checkpoint_and_info(folder, Recipe())
+
+
+@pytest.mark.parametrize("file, changes, fragment", [
+    ("preprocessor_config.json", {"sampling_rate": 0}, "'sampling_rate' is 0"),
+    ("config.json", {"pad_token_id": "x"}, "is not token 0"),
+    ("config.json", {"vocab_size": 8}, "but the model's head has 8 outputs"),
+])
+def test_malformed_speech_folder_settings_are_checkpoint_errors(tmp_path, file, changes, fragment):
+    from orthograd_cli.data.speech import vocabulary
+
+    tiny_wav2vec2(tmp_path / "w2v", vocabulary())
+    edit_json(tmp_path / "w2v" / file, **changes)
+    with pytest.raises(CheckpointError, match=fragment):
+        read_checkpoint(tmp_path / "w2v")
+
+
+def test_a_metadata_entry_that_is_not_a_number_is_a_checkpoint_error(trained_model, tmp_path, cli):
+    from orthograd_cli.models.checkpoint import save_checkpoint
+
+    original = read_checkpoint(trained_model)
+    bad = tmp_path / "bad.safetensors"
+    save_checkpoint(original.state_dict, bad, {**original.metadata, "orthograd.num_classes": "ten"})
+    result = cli("evaluate", bad, "--test", tmp_path / "unused.csv")
+    assert result.code == 3 and "'orthograd.num_classes' is 'ten'" in result.err and result.err.count("\n") == 1
+
+
+def test_an_unknown_state_dict_without_an_architecture_says_so(trained_model, digits, tmp_path, cli):
+    """One extra key: no common architecture matches, and guessing must not fail on the way (regnet cannot be
+    built on the meta device)."""
+    from orthograd_cli.models.checkpoint import save_checkpoint
+
+    original = read_checkpoint(trained_model)
+    bad = tmp_path / "extra.safetensors"
+    save_checkpoint({**original.state_dict, "extra.weight": torch.zeros(3)}, bad, {})
+    result = cli("evaluate", bad, "--forget", digits / "sample/forget.csv")
+    assert result.code == 3 and "no architecture given" in result.err and result.err.count("\n") == 1, result.err

@@ -68,3 +68,26 @@ def test_a_row_that_is_not_utf8_is_named(image):
     path.write_bytes(b"path,label\na.png,0\n\xff\xfe.png,1\n")
     with pytest.raises(ManifestError, match="m.csv row 3: not UTF-8"):
         read_manifest(path, "classification", TWO_CLASSES)
+
+
+def test_a_manifest_with_carriage_return_line_ends_reads_like_one_with_newlines(tmp_path):
+    (tmp_path / "a.png").write_bytes(b"x")
+    (tmp_path / "b.png").write_bytes(b"x")
+    (tmp_path / "lf.csv").write_text("id,path,label\na,a.png,1\nb,b.png,2\n")
+    (tmp_path / "cr.csv").write_bytes(b"id,path,label\ra,a.png,1\rb,b.png,2\r")
+    lf, cr = read_manifest(tmp_path / "lf.csv", check_files=True), read_manifest(tmp_path / "cr.csv")
+    assert [(s.id, s.path, s.target, s.row) for s in cr.samples] == [(s.id, s.path, s.target, s.row) for s in lf.samples]
+
+
+@pytest.mark.parametrize("kind", ["folder", "fifo", "device"])
+def test_a_manifest_naming_something_that_is_not_a_file_says_so(tmp_path, kind):
+    import os
+
+    target = {"folder": tmp_path / "folder.png", "fifo": tmp_path / "fifo.png", "device": "/dev/zero"}[kind]
+    if kind == "folder":
+        target.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(target)
+    (tmp_path / "m.csv").write_text(f"id,path,label\na,{target},1\n")
+    with pytest.raises(ManifestError, match="is not a regular file"):
+        read_manifest(tmp_path / "m.csv")

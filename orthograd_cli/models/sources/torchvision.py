@@ -58,8 +58,11 @@ class TorchvisionSource(ModelSource):
 
         keys = set(state_dict)
         for name in COMMON_ARCHS:
-            with torch.device("meta"):
-                model = torchvision.models.get_model(name, weights=None)
+            try:
+                with torch.device("meta"):
+                    model = torchvision.models.get_model(name, weights=None)
+            except (NotImplementedError, RuntimeError):  # a builder that fills a buffer from data cannot run on meta
+                continue
             if set(model.state_dict()) == keys:
                 return name
         return None

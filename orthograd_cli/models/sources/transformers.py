@@ -57,9 +57,11 @@ class TransformersSource(ModelSource):
         if model_type != config_class.model_type:
             raise CheckpointError(f"config.json: model_type {clip(repr(model_type))} does not belong to {name} (which "
                                   f"reads '{config_class.model_type}')", "restore config.json from the model's folder")
+        from huggingface_hub.errors import StrictDataclassError
+
         try:
             config = config_class(**{key: value for key, value in info.config.items() if key != "model_type"})
-        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        except (TypeError, ValueError, KeyError, AttributeError, StrictDataclassError) as exc:
             raise CheckpointError(f"config.json: not a valid {config_class.__name__} ({type(exc).__name__}: "
                                   f"{clip(str(exc))})", "restore config.json from the model's folder") from None
         return plain_forward_class(model_class, kind_of(name))(config)

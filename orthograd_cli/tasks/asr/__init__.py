@@ -53,7 +53,7 @@ class AsrTask(Task):
                                   "'orthograd.vocab' metadata", "set model.vocab in the recipe (CTC blank first)")
         if len(set(vocab)) != len(vocab):
             raise CheckpointError(f"{checkpoint.path}: the vocabulary repeats a token", "every token once, blank first")
-        rate = spec.sample_rate or int(checkpoint.meta("sample_rate") or 16_000)
+        rate = spec.sample_rate or checkpoint.meta_int("sample_rate", 16_000)
         return ModelInfo(arch=arch, num_classes=len(vocab), task=self.name, config=config, vocab=list(vocab),
                          sample_rate=rate)
 

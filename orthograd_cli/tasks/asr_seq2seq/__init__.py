@@ -53,7 +53,7 @@ class Seq2SeqAsrTask(AsrTask):
                                   "feature extractor and tokenizer files beside the weights)",
                                   "pass the folder that holds this file")
         return ModelInfo(arch=arch, num_classes=int(config["vocab_size"]), task=self.name, config=config,
-                         sample_rate=int(checkpoint.meta("sample_rate") or 16_000), folder=str(checkpoint.path),
+                         sample_rate=checkpoint.meta_int("sample_rate", 16_000), folder=str(checkpoint.path),
                          processor=settings)
 
     def shape_hint(self, info):

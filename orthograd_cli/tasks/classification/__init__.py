@@ -46,8 +46,8 @@ class ClassificationTask(Task):
 
         labels = spec.labels or checkpoint.meta_json("labels")
         num_classes = spec.num_classes
-        if num_classes is None and checkpoint.meta("num_classes"):
-            num_classes = int(checkpoint.meta("num_classes"))
+        if num_classes is None:
+            num_classes = checkpoint.meta_int("num_classes")
         if num_classes is None:
             key = classifier_weight_key(checkpoint.state_dict)
             if key is None:

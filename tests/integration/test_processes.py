@@ -123,8 +123,8 @@ def test_killing_the_launcher_ends_every_rank_and_leaves_nothing(trained_model, 
 def test_a_rank_started_by_our_launcher_stops_when_the_launcher_is_gone(tmp_path):
     """The portable half (a parent-pid watch, for systems without a parent-death signal), on its own: a process
     that believes another pid launched it ends itself with SIGTERM's code."""
-    code = ("from orthograd_cli.cli.launch import follow_launcher\nimport time\nfollow_launcher()\n"
-            "from orthograd_cli.cli.app import _install_signal_handlers\n_install_signal_handlers()\ntime.sleep(30)\n")
+    code = ("import time\nfrom orthograd_cli.cli.app import _install_signal_handlers\n_install_signal_handlers()\n"
+            "from orthograd_cli.cli.launch import follow_launcher\nfollow_launcher()\ntime.sleep(30)\n")
     started = time.monotonic()
     done = subprocess.run([sys.executable, "-c", code], env={**os.environ, "ORTHOGRAD_LAUNCHER_PID": "1"},
                           capture_output=True, text=True, timeout=30)

@@ -23,8 +23,6 @@ import os
 
 from orthograd_cli.errors import OrthogradError
 
-_CURRENT: "Collective | None" = None
-
 
 # Set by cli/launch.py in each rank it starts (the launcher's pid, which the rank watches); torchrun sets its own.
 LAUNCHER_PID = "ORTHOGRAD_LAUNCHER_PID"
@@ -43,16 +41,11 @@ def ignored_variables() -> list[str]:
     return [] if launched() else [name for name in RANK_VARIABLES if name in os.environ]
 
 
-def current() -> "Collective | None":
-    """The process group this run belongs to, or None for a single process."""
-    return _CURRENT
-
-
 def start(device: str) -> "Collective | None":
-    """Join the launcher's process group (once); None when not launched as a rank."""
-    global _CURRENT
-    if _CURRENT is not None or not launched():
-        return _CURRENT
+    """Join the launcher's process group; None when not launched as a rank. The job that joins passes the
+    Collective down in its RunContext (context.py) and calls stop() with it."""
+    if not launched():
+        return None
     import datetime
 
     import torch
@@ -64,17 +57,14 @@ def start(device: str) -> "Collective | None":
     # a peer that dies leaves the others blocked in a collective: the launcher ends them; the timeout is the backstop
     timeout = datetime.timedelta(seconds=int(os.environ.get("ORTHOGRAD_DIST_TIMEOUT", "120")))
     dist.init_process_group(backend, timeout=timeout)
-    _CURRENT = Collective(dist.get_rank(), dist.get_world_size(), backend)
-    return _CURRENT
+    return Collective(dist.get_rank(), dist.get_world_size(), backend)
 
 
-def stop() -> None:
-    global _CURRENT
-    if _CURRENT is not None:
+def stop(collective: "Collective | None") -> None:
+    if collective is not None:
         import torch.distributed as dist
 
         dist.destroy_process_group()
-        _CURRENT = None
 
 
 class PeerLost(OrthogradError):

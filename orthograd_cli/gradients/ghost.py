@@ -23,7 +23,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from orthograd_cli import distributed
 from orthograd_cli.errors import RecipeError
 from orthograd_cli.gradients.hooks import HooksUnsupported, capture_layers, owner, patches
 
@@ -119,8 +118,9 @@ def _add_weight(layer: _Layer, unlearn_grad, gram, along, budget: int) -> None:
 
 
 def ghost_gram(model, params: dict, inputs, targets, loss_fn: Callable, unlearn_grad: dict,
-               memory_gb: float | None = None):
-    """K = GGᵀ, b = G·g_u (float64) and the per-sample losses, from one batched forward+backward.
+               memory_gb: float | None = None, collective=None):
+    """K = GGᵀ, b = G·g_u (float64) and the per-sample losses, from one batched forward+backward; with
+    several processes (`collective`) over every rank's share of the batch.
 
     Returns also `combine(w) -> {name: Σᵢ wᵢgᵢ}`, valid until the next call.
     """
@@ -133,7 +133,6 @@ def ghost_gram(model, params: dict, inputs, targets, loss_fn: Callable, unlearn_
     except HooksUnsupported as err:
         raise RecipeError(f"method.per_sample.backend: gram cannot run this model ({err})",
                           "use another per-sample backend (auto, vmap, loop)") from None
-    collective = distributed.current()
     if collective is not None:  # several processes: every rank's inputs and output gradients, in rank order
         captured = {key: [collective.gather(layer_input), collective.gather(delta)]
                     for key, (layer_input, delta) in captured.items()}

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from orthograd_cli.errors import OrthogradError, UsageError, did_you_mean
 from orthograd_cli.models.checkpoint import atomic_path, write_text_atomic
-from orthograd_cli.recipe import Recipe, parse_recipe, recipe_sha256
+from orthograd_cli.context import RunContext
+from orthograd_cli.recipe import Recipe, parse_recipe
 from orthograd_cli.outputs import claimed_folder
 from orthograd_cli.report import CompareReport, CompareRow, CompareRun, MeanStd, Sweep, dump
 
@@ -75,6 +76,7 @@ def run_compare(model_path: str, manifests: dict, recipe: Recipe, methods: list[
     check_methods(methods)
     loaded = load_everything(model_path, recipe, manifests, arch)  # validated and decoded once for every run
     recipe = loaded.recipe  # with the checkpoint's recorded preprocessing
+    context = RunContext.of(recipe)  # one process; each run derives its own from it
     specs = {method: with_method(recipe, method) for method in methods}
     for spec in specs.values():
         check_recipe_fits_task(spec, loaded.task)
@@ -84,7 +86,7 @@ def run_compare(model_path: str, manifests: dict, recipe: Recipe, methods: list[
         sweep_report, chosen = None, {}
         if sweep:
             target = real_target(loaded, recipe)
-            tried = sweeping.choose(loaded, recipe, methods, sweep, select, target, observer)
+            tried = sweeping.choose(loaded, context, methods, sweep, select, target, observer)
             for method, candidates in tried.items():
                 best = candidates[0]
                 if best.score is None:
@@ -104,7 +106,7 @@ def run_compare(model_path: str, manifests: dict, recipe: Recipe, methods: list[
                 run_dir = Path(method) / f"seed{seed}"
                 try:
                     (folder / run_dir).mkdir(parents=True)
-                    report = forget_into(loaded, spec, folder / run_dir, out / run_dir, observer)
+                    report = forget_into(loaded, context.derive(spec), folder / run_dir, out / run_dir, observer)
                     run = CompareRun(status="ok", seed=seed, steps=report.steps, wall_s=report.wall_s,
                                      stop_reason=report.stop_reason, metrics=report.metrics.after,
                                      report=str(out / run_dir / "report.json"))
@@ -122,7 +124,7 @@ def run_compare(model_path: str, manifests: dict, recipe: Recipe, methods: list[
         rows.sort(key=lambda r: (r.uis.mean is None, r.uis.mean if r.uis.mean is not None else 0))
         report = CompareReport(model=str(model_path), mode=recipe.eval.mode, seeds=seeds, methods=methods,
                                summary=rows, runs=runs, recipe=recipe.model_dump(mode="json"),
-                               recipe_sha256=recipe_sha256(recipe), sweep=sweep_report)
+                               recipe_sha256=context.recipe_sha256, sweep=sweep_report)
         if len(failures) == len(methods) * seeds:
             raise CompareFailed(report, failures)
         write_outputs(report, folder)

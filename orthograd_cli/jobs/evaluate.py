@@ -12,10 +12,10 @@ from orthograd_cli.models.checkpoint import Checkpoint
 from orthograd_cli.metrics.evaluation import measure, metrics_from
 from orthograd_cli.metrics.sanity import chance_problems
 from orthograd_cli.models.registry import load_model
-from orthograd_cli.recipe import Recipe, recipe_sha256
+from orthograd_cli.recipe import Recipe
 from orthograd_cli.outputs import check_not_an_input, check_output_file
 from orthograd_cli.report import EvaluateReport, Metrics, provenance, write_report
-from orthograd_cli.runtime import Runtime
+from orthograd_cli.context import RunContext
 
 
 def gaps_to_reference(metrics: Metrics, reference: Metrics) -> dict[str, float]:
@@ -35,7 +35,8 @@ def run_evaluate(model_path: str, manifests: dict, recipe: Recipe, original_path
     if out_path:
         check_output_file(out_path, [*loaded.input_paths, *(c.path for c, _ in filter(None, (original, reference)))])
         check_not_an_input(out_path, loaded.sample_paths, resolved=True)
-    runtime = Runtime.from_recipe(recipe)
+    context = RunContext.of(recipe)
+    runtime = context.runtime
     batch, mode, task = recipe.eval.batch_size, recipe.eval.mode, loaded.task
 
     def results_of(model):
@@ -52,7 +53,7 @@ def run_evaluate(model_path: str, manifests: dict, recipe: Recipe, original_path
                                                       for problem in chance_problems(results, task, loaded.info)],
         provenance=provenance(runtime.device, recipe.seed, model=loaded.checkpoint.sha256,
                               original=original[0].sha256 if original else None,
-                              reference=reference[0].sha256 if reference else None, recipe=recipe_sha256(recipe),
+                              reference=reference[0].sha256 if reference else None, recipe=context.recipe_sha256,
                               **{f"manifest_{n}": m.sha256 for n, m in loaded.manifests.items()}))
     if original_results is not None:
         report.original_metrics = metrics_of(original_results)

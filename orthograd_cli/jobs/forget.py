@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 
 from orthograd_cli import distributed
+from orthograd_cli.context import RunContext
 from orthograd_cli.loading import Loaded, load_everything
 from orthograd_cli.methods.observer import Observer
 from orthograd_cli.metrics.evaluation import measure, metrics_from, score
@@ -18,9 +19,9 @@ from orthograd_cli.models.checkpoint import Checkpoint, save_checkpoint
 from orthograd_cli.outputs import check_not_an_input, check_output_file, check_output_folder, claimed_folder
 from orthograd_cli.models.registry import checkpoint_state, load_model
 from orthograd_cli.models.hf_folder import copy_companions
-from orthograd_cli.recipe import Recipe, preprocessing_metadata, recipe_sha256
+from orthograd_cli.recipe import Recipe, preprocessing_metadata
 from orthograd_cli.report import BeforeAfter, ForgetReport, provenance, provenance_metadata, write_report
-from orthograd_cli.runtime import Runtime, pick_device
+from orthograd_cli.runtime import pick_device
 
 ADAM_NOTE = ("method.optimizer=adam rescales each coordinate of d, so the update is no longer exactly "
              "orthogonal to the retain gradients (the first-order guarantee holds only for normalized_sgd)")
@@ -43,19 +44,20 @@ def run_forget(model_path: str, manifests: dict, recipe: Recipe, out_dir: str,
     recipe = loaded.recipe  # with the checkpoint's recorded preprocessing
     check_recipe_fits_task(recipe, loaded.task)
     collective = distributed.start(pick_device(recipe.device))  # None in a single process
+    context = RunContext.of(recipe, collective)
     try:
         if collective is not None:
             check_fits_world(loaded, collective.world_size)
             if collective.rank != 0:  # the same steps and evaluations into a scratch folder; rank 0 writes
                 with tempfile.TemporaryDirectory(prefix="orthograd-rank") as scratch:
-                    _forget_into(loaded, recipe, Path(scratch), None)
+                    _forget_into(loaded, context, Path(scratch), None)
                 return None
         check_extra_outputs(loaded, out_dir, extra_outputs)
         with claimed_folder(out_dir, "forget", loaded.input_paths, overwrite, output_bytes(loaded),
                             loaded.sample_paths) as folder:
-            return forget_into(loaded, recipe, folder, Path(out_dir), observer)
+            return forget_into(loaded, context, folder, Path(out_dir), observer)
     finally:
-        distributed.stop()
+        distributed.stop(collective)
 
 
 def check_forget(model_path: str, manifests: dict, recipe: Recipe, out_dir: str, world_size: int,
@@ -103,28 +105,26 @@ def output_bytes(loaded: Loaded) -> int:
     return loaded.checkpoint.nbytes
 
 
-def forget_into(loaded: Loaded, recipe: Recipe, folder: Path, final: Path,
+def forget_into(loaded: Loaded, context: RunContext, folder: Path, final: Path,
                 observer: Observer | None = None) -> ForgetReport:
-    """One forget run on inputs already loaded and validated, written into `folder` (renamed to `final`
-    by the caller); `compare` reuses the loaded inputs across runs. The provenance's recipe sha256 is always
-    that of `recipe`, the recipe the report holds."""
-    report = _forget_into(loaded, recipe, folder, observer)
+    """One forget run of `context.recipe` on inputs already loaded and validated, written into `folder` (renamed
+    to `final` by the caller); `compare` reuses the loaded inputs across runs. The provenance's recipe sha256 is
+    the context's, that of the recipe the report holds."""
+    report = _forget_into(loaded, context, folder, observer)
     report.outputs = {name: str(final / name) for name in ("model.safetensors", "adapter", "report.json")
                       if (folder / name).exists() or name == "report.json"}
     write_report(report, folder / "report.json")
     return report
 
 
-def _forget_into(loaded: Loaded, recipe: Recipe, tmp_dir: Path, observer) -> ForgetReport:
+def _forget_into(loaded: Loaded, context: RunContext, tmp_dir: Path, observer) -> ForgetReport:
     from orthograd_cli.methods import get_method
     from orthograd_cli.methods.loop import run_unlearning
     from orthograd_cli.methods.sampler import UnlearnSampler
     from orthograd_cli.methods.stop import StopRule, split_holdout, stop_target
     from orthograd_cli.models.lora import trainable_model
 
-    collective = distributed.current()
-    rank, world_size = (collective.rank, collective.world_size) if collective else (0, 1)
-    runtime = Runtime.from_recipe(recipe, rank, world_size)
+    recipe, runtime, collective = context.recipe, context.runtime, context.collective
     spec, task, batch = recipe.method, loaded.task, recipe.eval.batch_size
     sets = dict(loaded.sets)
     forget_update, holdout = split_holdout(sets["forget"], spec.stop.forget_holdout, recipe.seed)
@@ -138,21 +138,21 @@ def _forget_into(loaded: Loaded, recipe: Recipe, tmp_dir: Path, observer) -> For
                      f"({len(retain)} samples): k = {retain_batch_size}, the whole retain set, at every step")
 
     model = loaded.build_model(runtime.device)
-    before = measure(model, sets, batch, runtime.device, task)
+    before = measure(model, sets, batch, runtime.device, task, collective)
     require_better_than_chance(before, task, loaded.info, loaded.checkpoint.path, recipe.eval.require_better_than_chance)
     target, target_source = stop_target(spec.stop, recipe.eval.mode, before)
     model, params = trainable_model(model, recipe, loaded.info)
-    direction_fn = get_method(spec.name).make(model, params, forget_update, retain, spec, task.mean_loss, recipe.seed)
+    direction_fn = get_method(spec.name).make(model, params, forget_update, retain, spec, task.mean_loss, context)
     sampler = UnlearnSampler(len(forget_update), retain.manifest.ids, spec.unlearn_batch_size, retain_batch_size,
                              recipe.seed)
     stop = StopRule(target, spec.stop.check_every, holdout or sets["forget"],
-                    lambda m, dataset: score(task, m, dataset, batch, runtime.device),
+                    lambda m, dataset: score(task, m, dataset, batch, runtime.device, collective),
                     {name: sets[name] for name in ("forget_test", "test") if name in sets},
                     check_name="forget" if holdout is None else "forget_holdout")
     with runtime.reproducible() as reproducibility:  # the steps and the merge decide the output's bytes
         result = run_unlearning(model, params, forget_update, retain, sampler, stop, direction_fn, task.mean_loss,
-                                spec, runtime, observer)
-        prov = provenance(runtime.device, recipe.seed, base=loaded.checkpoint.sha256, recipe=recipe_sha256(recipe),
+                                spec, runtime, observer, collective)
+        prov = provenance(runtime.device, recipe.seed, base=loaded.checkpoint.sha256, recipe=context.recipe_sha256,
                           **{f"manifest_{n}": m.sha256 for n, m in loaded.manifests.items()})
         metadata = {**loaded.checkpoint.metadata, **loaded.info.metadata(), **preprocessing_metadata(recipe.data),
                     **provenance_metadata(prov)}
@@ -167,7 +167,7 @@ def _forget_into(loaded: Loaded, recipe: Recipe, tmp_dir: Path, observer) -> For
 
     # "after" is measured on the weights as written, so the report matches the file exactly
     unlearned = load_model(Checkpoint(path=tmp_dir / "model.safetensors", state_dict=merged), loaded.info)
-    after = measure(unlearned.to(runtime.device).eval(), sets, batch, runtime.device, task)
+    after = measure(unlearned.to(runtime.device).eval(), sets, batch, runtime.device, task, collective)
     mode, mia = recipe.eval.mode, recipe.eval.mia
     warnings = []
     if result.steps == 0:

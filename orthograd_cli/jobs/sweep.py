@@ -18,6 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from orthograd_cli.errors import UsageError, clip
+from orthograd_cli.context import RunContext
 from orthograd_cli.loading import Loaded
 from orthograd_cli.recipe import Recipe, apply_override, parse_recipe, yaml_value
 from orthograd_cli.report import SweepCandidate
@@ -99,12 +100,14 @@ def validation_score(report, mode: str, select: str) -> float | None:
     return -metric.value if metric.higher_is_better else metric.value
 
 
-def choose(loaded: Loaded, recipe: Recipe, methods: list[str], grid: dict[str, list],
+def choose(loaded: Loaded, context: RunContext, methods: list[str], grid: dict[str, list],
            select: str, target: float, observer=None, on_candidate=None) -> dict[str, list[SweepCandidate]]:
-    """Every method's candidates on the validation split, scored; the best (lowest score) first."""
+    """Every method's candidates on the validation split, scored; the best (lowest score) first. Each candidate
+    runs in a context derived from `context`, with its own recipe."""
     from orthograd_cli.errors import OrthogradError
     from orthograd_cli.jobs.forget import forget_into
 
+    recipe = context.recipe
     validation = validation_split(loaded, recipe.seed)
     tried = {}
     with tempfile.TemporaryDirectory(prefix="orthograd-sweep-") as scratch:
@@ -116,7 +119,7 @@ def choose(loaded: Loaded, recipe: Recipe, methods: list[str], grid: dict[str, l
                 folder = Path(scratch) / method / str(i)
                 folder.mkdir(parents=True)
                 try:
-                    report = forget_into(validation, spec, folder, folder, observer)
+                    report = forget_into(validation, context.derive(spec), folder, folder, observer)
                     candidate = SweepCandidate(setting=setting, status="ok", score=validation_score(
                         report, recipe.eval.mode, select), steps=report.steps, metrics=report.metrics.after)
                 except OrthogradError as err:

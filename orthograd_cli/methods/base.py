@@ -4,8 +4,9 @@ The loop steps θ ← θ − η·d/‖d‖ (or hands d to Adam), so d is a desce
 ascends the forget loss puts −∇loss_forget into d. A method file declares itself once, as
 `METHOD = MethodInfo(...)`: its name, a one-line summary, its default α, the tasks it supports, a
 pydantic model of its own settings (recipe keys `method.<name>.…`) and its factory
-`make(model, params, forget_set, retain_set, spec, loss_fn, seed) -> direction_fn`. The factory does
-any one-off preparation (a teacher copy, a saliency mask); `direction_fn(model, params, forget_batch,
+`make(model, params, forget_set, retain_set, spec, loss_fn, context) -> direction_fn`, `context` the run's
+RunContext (context.py: its seed, device and process group). The factory does any one-off preparation (a
+teacher copy, a saliency mask); `direction_fn(model, params, forget_batch,
 retain_batch, spec, loss_fn) -> Direction` is called once per step. `methods/__init__.py` lists the
 method files; every list of method names (recipe validation, help texts, `compare`) comes from it.
 """
@@ -33,7 +34,7 @@ class MethodSettings(BaseModel):
 class MethodInfo:
     name: str
     summary: str  # one line, shown in `--help` lists
-    make: Callable  # make(model, params, forget_set, retain_set, spec, loss_fn, seed) -> direction_fn
+    make: Callable  # make(model, params, forget_set, retain_set, spec, loss_fn, context) -> direction_fn
     default_alpha: float | None = None  # the weight of the retain term when method.alpha is unset; None: no α
     tasks: tuple[str, ...] | None = None  # the tasks it is defined for; None: every task
     task_reason: str = ""  # why it is limited to those tasks (said in the error)

@@ -4,7 +4,7 @@ from orthograd_cli.gradients.per_sample import batch_grad
 from orthograd_cli.methods.base import Direction, MethodInfo, forget_loss_only
 
 
-def make(model, params, forget_set, retain_set, spec, loss_fn, seed: int = 0):
+def make(model, params, forget_set, retain_set, spec, loss_fn, context):
     return finetune_direction
 
 

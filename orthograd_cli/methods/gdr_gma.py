@@ -33,7 +33,7 @@ def rectify(r, t):
     return torch.where(conflict, r_new, r_flat).view_as(r), torch.where(conflict, t_new, t_flat).view_as(t)
 
 
-def make(model, params, forget_set, retain_set, spec, loss_fn, seed: int = 0):
+def make(model, params, forget_set, retain_set, spec, loss_fn, context):
     return gdr_gma_direction
 
 

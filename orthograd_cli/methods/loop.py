@@ -20,7 +20,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from orthograd_cli import distributed
 from orthograd_cli.errors import NumericalError
 from orthograd_cli.gradients.projection import global_norm
 from orthograd_cli.methods.observer import Observer
@@ -88,9 +87,10 @@ def apply_update(params: dict, update: dict, lr: float, optimizer) -> None:
 
 
 def run_unlearning(model, params: dict, forget_set, retain_set, sampler: UnlearnSampler, stop: StopRule,
-                   direction_fn: Callable, loss_fn: Callable, spec, runtime, observer: Observer | None = None
-                   ) -> UnlearnResult:
-    """Step until the stop rule is met or `spec.max_steps` (spec: the recipe's method section) are taken."""
+                   direction_fn: Callable, loss_fn: Callable, spec, runtime, observer: Observer | None = None,
+                   collective=None) -> UnlearnResult:
+    """Step until the stop rule is met or `spec.max_steps` (spec: the recipe's method section) are taken; with
+    several processes (`collective`) each takes its share of the same global batches."""
     import torch
 
     observer = observer or Observer()
@@ -110,8 +110,6 @@ def run_unlearning(model, params: dict, forget_set, retain_set, sampler: Unlearn
                 if key in latest:
                     per_step[key].append(latest[key])
         unread.clear()
-
-    collective = distributed.current()
 
     def check(step: int) -> bool:
         read_steps()

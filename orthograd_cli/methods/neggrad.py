@@ -5,7 +5,7 @@ from orthograd_cli.gradients.projection import global_norm
 from orthograd_cli.methods.base import Direction, MethodInfo
 
 
-def make(model, params, forget_set, retain_set, spec, loss_fn, seed: int = 0):
+def make(model, params, forget_set, retain_set, spec, loss_fn, context):
     return neggrad_direction
 
 

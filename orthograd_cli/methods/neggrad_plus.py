@@ -11,7 +11,7 @@ from orthograd_cli.methods.base import Direction, MethodInfo, alpha_or_default, 
 DEFAULT_ALPHA = 0.95
 
 
-def make(model, params, forget_set, retain_set, spec, loss_fn, seed: int = 0):
+def make(model, params, forget_set, retain_set, spec, loss_fn, context):
     return neggrad_plus_direction
 
 

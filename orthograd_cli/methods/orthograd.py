@@ -14,11 +14,11 @@ token of a sequence task; the same as `simnpo` where a sample is one label: a cl
 
 from __future__ import annotations
 
+import functools
 from typing import Literal
 
 from pydantic import Field
 
-from orthograd_cli import distributed
 from orthograd_cli.gradients.batching import batch_len
 from orthograd_cli.gradients.per_sample import batch_grad, per_sample_grads
 from orthograd_cli.gradients.projection import global_norm, project, projection_stats
@@ -58,21 +58,21 @@ def forget_loss_fn(spec, loss_fn):
     return simnpo
 
 
-def make(model, params, forget_set, retain_set, spec: MethodSpec, loss_fn, seed: int = 0):
-    return orthograd_direction
+def make(model, params, forget_set, retain_set, spec: MethodSpec, loss_fn, context):
+    return functools.partial(orthograd_direction, collective=context.collective)
 
 
-def orthograd_direction(model, params: dict, forget_batch, retain_batch, spec: MethodSpec, loss_fn) -> Direction:
-    """With several processes (distributed.py) the batches are this rank's share; the gradients are
-    combined across ranks below, so every rank computes the same direction."""
+def orthograd_direction(model, params: dict, forget_batch, retain_batch, spec: MethodSpec, loss_fn,
+                        collective=None) -> Direction:
+    """With several processes (`collective`, distributed.py) the batches are this rank's share; the gradients
+    are combined across ranks below, so every rank computes the same direction."""
     projection = spec.projection
-    collective = distributed.current()
     # 1. g_u = ∇θ mean loss(B_u)   (SimNPO: each label's loss weighted first)
     unlearn_grad, unlearn_loss = batch_grad(model, params, *forget_batch, forget_loss_fn(spec, loss_fn))
     if collective is not None:
         unlearn_grad, unlearn_loss = collective.average(unlearn_grad, unlearn_loss, batch_len(forget_batch[0]))
     if spec.per_sample.backend == "gram":
-        return _gram_direction(model, params, unlearn_grad, unlearn_loss, retain_batch, spec, loss_fn)
+        return _gram_direction(model, params, unlearn_grad, unlearn_loss, retain_batch, spec, loss_fn, collective)
 
     # 2. G_r = per-sample retain gradients (k rows); the ablations need only their mean
     if projection.retain_grads == "per_sample":
@@ -105,7 +105,8 @@ def orthograd_direction(model, params: dict, forget_batch, retain_batch, spec: M
                      unlearn_grad_norm=global_norm(unlearn_grad), stats=stats)
 
 
-def _gram_direction(model, params, unlearn_grad, unlearn_loss, retain_batch, spec: MethodSpec, loss_fn) -> Direction:
+def _gram_direction(model, params, unlearn_grad, unlearn_loss, retain_batch, spec: MethodSpec, loss_fn,
+                    collective=None) -> Direction:
     """Steps 2–4 without storing G_r (see gradients/ghost.py), global scope.
 
     With c solving (G_r G_rᵀ) c = G_r g_u:  g⊥ = g_u − G_rᵀc, and
@@ -116,7 +117,7 @@ def _gram_direction(model, params, unlearn_grad, unlearn_loss, retain_batch, spe
     from orthograd_cli.gradients.projection import ProjectionStats, gram_coefficients
 
     gram, along, retain_losses, weighted_sum = ghost_gram(model, params, *retain_batch, loss_fn, unlearn_grad,
-                                                          spec.per_sample.memory_gb)
+                                                          spec.per_sample.memory_gb, collective)
     solver = "gram" if spec.projection.solver == "qr" else spec.projection.solver  # no rows here to factor
     coeffs, rank = gram_coefficients(gram, along, spec.projection.rank_tol, solver)
     alpha = alpha_or_default(spec, DEFAULT_ALPHA)

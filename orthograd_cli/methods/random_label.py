@@ -21,10 +21,10 @@ def random_other_labels(labels, num_classes: int, generator):
     return (labels.cpu() + shift) % num_classes
 
 
-def make(model, params, forget_set, retain_set, spec, loss_fn, seed: int = 0, mask: dict | None = None):
+def make(model, params, forget_set, retain_set, spec, loss_fn, context, mask: dict | None = None):
     import torch
 
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(context.seed)
     device = next(iter(params.values())).device
     with torch.no_grad():
         num_classes = int(forward(model, forget_set.batch(torch.arange(1), device)[0]).shape[-1])

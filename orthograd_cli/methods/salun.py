@@ -35,10 +35,10 @@ def saliency_mask(model, params, forget_set, loss_fn, device, salient_share: flo
     return {n: (g.abs() > threshold).to(g.dtype) for n, g in total.items()}
 
 
-def make(model, params, forget_set, retain_set, spec, loss_fn, seed: int = 0):
+def make(model, params, forget_set, retain_set, spec, loss_fn, context):
     device = next(iter(params.values())).device
     mask = saliency_mask(model, params, forget_set, loss_fn, device, spec.settings.salient_share)
-    return random_label.make(model, params, forget_set, retain_set, spec, loss_fn, seed, mask=mask)
+    return random_label.make(model, params, forget_set, retain_set, spec, loss_fn, context, mask=mask)
 
 
 METHOD = MethodInfo(name="salun", summary="random labels on the weights most salient for the forget loss "

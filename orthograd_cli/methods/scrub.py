@@ -39,7 +39,7 @@ def distill_kl(student_logits, teacher_logits, temperature: float = 1.0):
                     log_target=True, reduction="batchmean") * temperature ** 2
 
 
-def make(model, params, forget_set, retain_set, spec, loss_fn, seed: int = 0):
+def make(model, params, forget_set, retain_set, spec, loss_fn, context):
     import torch
 
     settings = spec.settings

@@ -16,17 +16,14 @@ SET_DEFINITIONS = {
 FORGOTTEN_SETS = ("forget", "forget_holdout", "forget_test")
 
 
-def measure(model, sets: dict, batch_size: int, device: str, task: Task) -> dict[str, SetResult]:
-    return {name: score(task, model, dataset, batch_size, device) for name, dataset in sets.items()
+def measure(model, sets: dict, batch_size: int, device: str, task: Task, collective=None) -> dict[str, SetResult]:
+    return {name: score(task, model, dataset, batch_size, device, collective) for name, dataset in sets.items()
             if dataset is not None}
 
 
-def score(task: Task, model, dataset, batch_size: int, device: str) -> SetResult:
-    """task.score on the whole set; with several processes (distributed.py) each scores its consecutive share
-    and every process gets the combined result (all must call this together)."""
-    from orthograd_cli import distributed
-
-    collective = distributed.current()
+def score(task: Task, model, dataset, batch_size: int, device: str, collective=None) -> SetResult:
+    """task.score on the whole set; with several processes (`collective`, distributed.py) each scores its
+    consecutive share and every process gets the combined result (all must call this together)."""
     if collective is None:
         return task.score(model, dataset, batch_size, device)
     import torch

@@ -131,7 +131,7 @@ try:
     group.check_agreement(drifted, 10)
 except NumericalError as err:
     print("refused:", err)
-distributed.stop()
+distributed.stop(group)
 """
 
 

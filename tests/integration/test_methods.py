@@ -120,7 +120,7 @@ def toy_method():
     class Settings(MethodSettings):
         scale: float = Field(1.0, gt=0)
 
-    def make(model, params, forget_set, retain_set, spec, loss_fn, seed=0):
+    def make(model, params, forget_set, retain_set, spec, loss_fn, context):
         def direction(model, params, forget_batch, retain_batch, spec, loss_fn):
             grad, loss = batch_grad(model, params, *forget_batch, loss_fn)  # d = −scale·∇loss(B_u): ascent
             return Direction(update={n: -spec.settings.scale * g for n, g in grad.items()}, unlearn_loss=float(loss),

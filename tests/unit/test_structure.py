@@ -165,3 +165,22 @@ def test_every_package_folder_is_listed_for_installation():
     listed = set(config["tool"]["setuptools"]["packages"])
     folders = {".".join(path.parent.relative_to(PACKAGE.parent).parts) for path in PACKAGE.rglob("__init__.py")}
     assert folders <= listed, folders - listed
+
+
+def test_nothing_below_jobs_reads_the_environment_or_a_process_group_of_its_own():
+    """A run's facts travel in its RunContext (context.py), made in jobs/: the process group is passed down, never
+    looked up, and the environment is read where a process starts (cli/, jobs/, distributed.py, runtime.py)."""
+    starts = ("orthograd_cli.cli", "orthograd_cli.jobs", "orthograd_cli.distributed", "orthograd_cli.runtime",
+              "orthograd_cli.__main__")
+    environment, groups = [], []
+    for name, tree in modules().items():
+        if name.startswith(starts):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv") and \
+                    isinstance(node.value, ast.Name) and node.value.id == "os":
+                environment.append(f"{name} line {node.lineno}")
+        # the context names the Collective type only for annotations
+        if name != "orthograd_cli.context" and "orthograd_cli.distributed" in imported(tree, module_level_only=False):
+            groups.append(name)
+    assert not environment and not groups, (environment, groups)

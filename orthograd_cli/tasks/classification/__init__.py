@@ -74,11 +74,11 @@ class ClassificationTask(Task):
     def shape_hint(self, info):
         return "set model.num_classes to match the checkpoint, or the right architecture (model.arch)"
 
-    def mean_loss(self, logits, labels, label_weight=None):
+    def mean_loss(self, logits, labels, label_weight=None, sample_weight=None):
         import torch.nn.functional as F
 
-        if label_weight is not None:
-            return super().mean_loss(logits, labels, label_weight)
+        if label_weight is not None or sample_weight is not None:
+            return super().mean_loss(logits, labels, label_weight, sample_weight)
         return F.cross_entropy(logits, labels)
 
     def per_sample_losses(self, logits, labels):

@@ -165,8 +165,8 @@ def same_seed_bytes(device: str, max_steps: int) -> tuple[bool, str]:
     data = build_digits(cache_dir() / "digits")
     checkpoint = demo_checkpoint(data)
     digests, deterministic = [], []
-    group = {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1", "TORCHELASTIC_RUN_ID": "gpu_check",
-             "MASTER_PORT": str(free_port())}
+    group = {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1",
+             "MASTER_PORT": str(free_port()), "TORCHELASTIC_RUN_ID": "gpu_check"}  # a rank, as torchrun marks one
     with tempfile.TemporaryDirectory() as tmp:
         for run, env in (("a", {}), ("b", {}), ("group", group)):
             out = Path(tmp) / run

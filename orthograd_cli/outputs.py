@@ -156,6 +156,9 @@ def _lock(out: Path):
             os.link(tmp, lock)  # a run that took it over in between wins: this raises FileExistsError again
     except FileExistsError:
         raise _locked(out, lock) from None
+    except OSError as exc:  # a file system without hard links
+        raise UsageError(f"{out}: cannot create the lock file {lock.name} ({exc.strerror})",
+                         "write the output on a local file system") from None
     finally:
         os.unlink(tmp)
     return lambda: lock.unlink(missing_ok=True)

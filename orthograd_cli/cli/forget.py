@@ -61,7 +61,8 @@ def forget(
                                "the CPU, NCCL on GPUs). Same as torchrun --standalone --nproc-per-node N "
                                "-m orthograd_cli forget ...")] = 1,
     oversubscribe: Annotated[bool, typer.Option(
-        "--oversubscribe", help="Allow --nproc above the number of CPU cores (the processes then share them).")] = False,
+        "--oversubscribe",
+        help="Allow --nproc above the number of CPU cores (the processes then share them).")] = False,
     ctx: typer.Context = None,
 ) -> None:
     """Make MODEL forget the --forget samples while keeping what --retain shows (OrthoGrad)."""

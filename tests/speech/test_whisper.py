@@ -178,8 +178,8 @@ def test_ghost_products_on_the_convolution_adapters_equal_the_explicit_gram(untr
 
 @pytest.mark.parametrize("form", ["simnpo", "simnpo_token"])
 def test_simnpo_ascends_the_published_loss(untrained_whisper, speech_corpus, form):
-    """SimNPO (γ = 0, Fan et al. 2024, eq. 4): L = mean over utterances of (2/β)·softplus(−β·ℓ̄), ℓ̄ = −log π(y|x)/|y|
-    the utterance's length-normalised NLL. The per-token variant: the mean over its tokens of (2/β)·softplus(−β·ℓₜ).
+    """SimNPO (γ = 0, Fan et al. 2024): L = mean over utterances of (2/β)·softplus(−β·ℓ̄), ℓ̄ = −log π(y|x)/|y| the
+    utterance's length-normalised NLL. The per-token variant: the mean over its tokens of (2/β)·softplus(−β·ℓₜ).
     OrthoGrad's g_u on a padded batch is −∇L computed utterance by utterance, unpadded, in float64."""
     import torch.nn.functional as F
 

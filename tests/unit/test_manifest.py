@@ -76,7 +76,10 @@ def test_a_manifest_with_carriage_return_line_ends_reads_like_one_with_newlines(
     (tmp_path / "lf.csv").write_text("id,path,label\na,a.png,1\nb,b.png,2\n")
     (tmp_path / "cr.csv").write_bytes(b"id,path,label\ra,a.png,1\rb,b.png,2\r")
     lf, cr = read_manifest(tmp_path / "lf.csv", check_files=True), read_manifest(tmp_path / "cr.csv")
-    assert [(s.id, s.path, s.target, s.row) for s in cr.samples] == [(s.id, s.path, s.target, s.row) for s in lf.samples]
+    def rows(manifest):
+        return [(s.id, s.path, s.target, s.row) for s in manifest.samples]
+
+    assert rows(cr) == rows(lf)
 
 
 @pytest.mark.parametrize("kind", ["folder", "fifo", "device"])

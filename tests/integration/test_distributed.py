@@ -77,19 +77,26 @@ def test_two_processes_write_what_one_process_writes(cli, trained_model, digits,
     assert any(not torch.equal(one[name], original[name]) for name in one)  # the runs did change weights
 
 
-@pytest.mark.slow
-def test_killing_one_rank_ends_every_rank_and_leaves_nothing(trained_model, digits, tmp_path):
-    out = tmp_path / "run"
-    launcher = start("forget", trained_model, digits, out, "--nproc", "2")
+def ranks_of(launcher, count: int = 2, timeout: float = 90) -> dict:
+    """{RANK: psutil.Process} of the ranks a launcher started, once all `count` are there."""
     ranks = {}
-    deadline = time.monotonic() + 60
-    while len(ranks) < 2 and time.monotonic() < deadline:
+    deadline = time.monotonic() + timeout
+    while len(ranks) < count and time.monotonic() < deadline:
+        assert launcher.poll() is None, launcher.communicate()[1]
         for child in psutil.Process(launcher.pid).children():
             with contextlib.suppress(psutil.Error):  # a child between fork and exec has the launcher's environment
                 if child.environ().get("RANK"):
                     ranks.setdefault(child.environ()["RANK"], child)
         time.sleep(0.1)
-    assert set(ranks) == {"0", "1"}
+    assert set(ranks) == {str(rank) for rank in range(count)}
+    return ranks
+
+
+@pytest.mark.slow
+def test_killing_one_rank_ends_every_rank_and_leaves_nothing(trained_model, digits, tmp_path):
+    out = tmp_path / "run"
+    launcher = start("forget", trained_model, digits, out, "--nproc", "2")
+    ranks = ranks_of(launcher)
     ranks["1"].kill()
     killed = time.monotonic()
     _, err = launcher.communicate(timeout=60)

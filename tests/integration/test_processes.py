@@ -16,6 +16,7 @@ import psutil
 import pytest
 
 from tests.conftest import FORGET_CLASS
+from tests.integration.test_distributed import ranks_of
 from tests.integration.test_interrupt import launch, nothing_left, wait_for
 
 SHORT = ["--set", "method.max_steps=2", "--set", "method.stop.check_every=1"]
@@ -92,22 +93,12 @@ def test_killing_the_launcher_ends_every_rank_and_leaves_nothing(trained_model, 
     also shows that --nproc is read wherever it stands."""
     out = tmp_path / "run"
     launcher = launch("forget", trained_model, digits, out, "--nproc", "2", global_options=["--debug"])
-    ranks = {}
     try:
-        deadline = time.monotonic() + 90
-        while len(ranks) < 2 and time.monotonic() < deadline:
-            assert launcher.poll() is None, launcher.communicate()[1]
-            for child in psutil.Process(launcher.pid).children():
-                with contextlib.suppress(psutil.Error):  # a child between fork and exec has the launcher's env
-                    if child.environ().get("RANK"):
-                        ranks.setdefault(child.environ()["RANK"], child)
-            time.sleep(0.1)
-        assert set(ranks) == {"0", "1"}
+        ranks = ranks_of(launcher)
         wait_for(lambda: list(out.parent.glob(f".{out.name}.tmp-*")), launcher)  # rank 0 is unlearning
-    except BaseException:  # the test failed before its kill: end the long run and its ranks here
-        for process in [psutil.Process(launcher.pid), *ranks.values()]:
-            with contextlib.suppress(psutil.Error):
-                process.kill()
+    except BaseException:  # the test failed before its kill: end the long run (its ranks follow it)
+        with contextlib.suppress(psutil.Error):
+            psutil.Process(launcher.pid).kill()
         raise
     launcher.kill()
     killed = time.monotonic()

@@ -15,7 +15,7 @@ import json
 import statistics
 from pathlib import Path
 
-from orthograd_cli.errors import OrthogradError, UsageError, did_you_mean
+from orthograd_cli.errors import OrthogradError, UsageError
 from orthograd_cli.models.checkpoint import atomic_path, write_text_atomic
 from orthograd_cli.context import RunContext
 from orthograd_cli.recipe import Recipe, parse_recipe
@@ -37,12 +37,13 @@ def _value(metrics: dict, name: str):
 
 
 def check_methods(methods: list[str]) -> None:
-    from orthograd_cli.methods import METHODS
+    from orthograd_cli.methods import get_method
 
     for name in methods:
-        if name not in METHODS:
-            raise UsageError(f"methods: unknown method '{name}'",
-                             did_you_mean(name, METHODS) or f"choose from {', '.join(METHODS)}")
+        try:
+            get_method(name)
+        except UsageError as err:
+            raise UsageError(f"methods: {err}", err.hint) from None
 
 
 def _mean_std(values: list[float]) -> MeanStd:

@@ -1,35 +1,29 @@
 """Unlearning methods, each one short file over the shared loop (loop.py); see base.py for the contract.
 
-The registry is built from the method files listed here: adding a method is its file plus one entry.
+The registry (registry.py) names the method files listed here: adding a method is its file plus one entry.
 Every list of method names (the recipe's choices, `--help`, `compare`'s checks, error hints) is
 read from `METHODS`.
 """
 
 from __future__ import annotations
 
-from orthograd_cli.errors import UsageError, did_you_mean
-from orthograd_cli.methods import finetune, gdr_gma, neggrad, neggrad_plus, orthograd, random_label, salun, scrub
+from orthograd_cli.errors import UsageError
 from orthograd_cli.methods.base import MethodInfo
+from orthograd_cli.registry import Registry
 
-METHODS: dict[str, MethodInfo] = {}
+# each file's METHOD, imported when first asked for; the file is named after the method
+METHODS: Registry[MethodInfo] = Registry("method", MethodInfo, UsageError, {
+    name: f"orthograd_cli.methods.{name}:METHOD"
+    for name in ("orthograd", "finetune", "neggrad", "neggrad_plus", "random_label", "scrub", "salun", "gdr_gma")})
 
 
 def register(info: MethodInfo) -> MethodInfo:
     """Add a method to the registry (its name must be new); returns it, so a file can register itself."""
-    if info.name in METHODS:
-        raise ValueError(f"a method named '{info.name}' is registered already")
-    METHODS[info.name] = info
-    return info
-
-
-for _module in (orthograd, finetune, neggrad, neggrad_plus, random_label, scrub, salun, gdr_gma):
-    register(_module.METHOD)
+    return METHODS.register(info.name, info)
 
 
 def get_method(name: str) -> MethodInfo:
-    if name not in METHODS:
-        raise UsageError(f"unknown method '{name}'", did_you_mean(name, METHODS) or f"choose from {', '.join(METHODS)}")
-    return METHODS[name]
+    return METHODS.get_or_error(name)
 
 
 def methods_for(task: str) -> list[str]:

@@ -8,7 +8,9 @@ vocabulary (`vocab.json`, the word delimiter as a space, blank = pad token = id 
 and the preprocessing the processor applies (`orthograd.data`: image size, resize, mean/std, or the
 per-utterance waveform normalisation), which recipes may still override key by key. A Whisper folder
 gives its feature extractor's settings and the decoder prompt its tokenizer writes (`orthograd.seq2seq`);
-the tokenizer itself is read from the folder when transcripts are encoded.
+the tokenizer itself is read from the folder when transcripts are encoded. This module reads the folder
+(weights, config, safety checks); each task reads its own processor and tokenizer settings
+(`tasks/<task>/folder.py`, through `Task.folder_metadata`).
 """
 
 from __future__ import annotations
@@ -200,124 +202,15 @@ def derived_metadata(folder: Path, config: dict) -> dict[str, str]:
     kind = kind_of(architecture)
     if kind is None or architecture.startswith("Auto"):  # an Auto class names no model, only a way to pick one
         raise CheckpointError(f"{folder}: '{clip(architecture)}' is not supported", f"supported: {SUPPORTED}")
+    from orthograd_cli.tasks import get_task
+
     processor = read_json_if_present(folder / "preprocessor_config.json")
-    meta = {"arch": f"hf:{architecture}", "task": KIND_TASKS[kind], **KIND_METADATA[kind](folder, config, processor)}
+    task = KIND_TASKS[kind]  # the task reads its own processor files (tasks/<task>/folder.py)
+    meta = {"arch": f"hf:{architecture}", "task": task, **get_task(task).folder_metadata(folder, config, processor)}
     return {META_PREFIX + key: value for key, value in meta.items()}
 
 
-def ctc_metadata(folder: Path, config: dict, processor: dict | None) -> dict[str, str]:
-    if processor is None:
-        raise CheckpointError(f"{folder}: no preprocessor_config.json, so the sampling rate and the waveform "
-                              "normalisation are unknown", "save the model's processor into the folder "
-                              "(processor.save_pretrained(folder))")
-    vocabulary = ctc_vocabulary(folder, config)
-    head = config.get("vocab_size")
-    if isinstance(head, int) and len(vocabulary) > head:  # ids past the head would have no logit
-        raise CheckpointError(f"{folder / 'vocab.json'}: {len(vocabulary)} tokens, but the model's head has "
-                              f"{head} outputs (config.json vocab_size)", "use the tokenizer the model was trained with")
-    path = folder / "preprocessor_config.json"
-    return {"vocab": json.dumps(vocabulary), "sample_rate": str(whole(processor, "sampling_rate", path, 16_000)),
-            "data": json.dumps({"audio_normalize": "utterance" if processor.get("do_normalize", True) else "none"})}
-
-
-def seq2seq_metadata(folder: Path, config: dict, processor: dict | None) -> dict[str, str]:
-    """Whisper: the feature extractor's settings (log-mel size, window, sampling rate) and the decoding
-    settings: the prompt the tokenizer writes before a transcript (start of transcript, language, task,
-    no timestamps), the end token, the longest output, and the tokens the generation config suppresses."""
-    from orthograd_cli.tasks.asr_seq2seq.tokens import decoding_settings
-
-    if processor is None or "feature_size" not in processor or "chunk_length" not in processor:
-        raise CheckpointError(f"{folder}: no Whisper feature extractor settings (preprocessor_config.json with "
-                              "feature_size and chunk_length)", "save the processor into the folder "
-                              "(WhisperProcessor.save_pretrained(folder))")
-    generation = read_json_if_present(folder / "generation_config.json") or {}
-    path = folder / "preprocessor_config.json"
-    for key in ("feature_size", "chunk_length", "hop_length", "n_fft"):
-        if key in processor:
-            whole(processor, key, path)
-    whole(config, "max_target_positions", folder / CONFIG, 448)
-    whole(config, "vocab_size", folder / CONFIG)
-    return {"sample_rate": str(whole(processor, "sampling_rate", path, 16_000)),
-            "seq2seq": json.dumps({"features": processor, **decoding_settings(folder, config, generation)})}
-
-
-def image_classifier_metadata(folder: Path, config: dict, processor: dict | None) -> dict[str, str]:
-    id2label = config.get("id2label") or {}
-    if not isinstance(id2label, dict) or not all(str(key).isdigit() for key in id2label):
-        raise CheckpointError(f"{folder / CONFIG}: 'id2label' is {clip(repr(id2label))}, expected {{\"0\": name, …}}",
-                              "restore config.json from the model's original folder")
-    count = config.get("num_labels") or len(id2label) or 2
-    meta = {"num_classes": str(whole({"num_labels": count}, "num_labels", folder / CONFIG))}
-    labels = [str(id2label[key]) for key in sorted(id2label, key=int)]
-    if labels and labels != [f"LABEL_{i}" for i in range(len(labels))]:
-        meta["labels"] = json.dumps(labels)
-    meta["data"] = json.dumps(image_preprocessing(folder, processor, config))
-    return meta
-
-
-def ctc_vocabulary(folder: Path, config: dict) -> list[str]:
-    """The CTC tokens by id, the tokenizer's word delimiter written as a space; the blank (pad) must be id 0."""
-    if not (folder / "vocab.json").is_file():
-        raise CheckpointError(f"{folder}: a CTC model folder needs its tokenizer's vocab.json",
-                              "save the processor or tokenizer into the folder (save_pretrained(folder))")
-    vocab = read_json(folder / "vocab.json")
-    tokenizer = read_json_if_present(folder / "tokenizer_config.json") or {}
-    delimiter = tokenizer.get("word_delimiter_token", "|")
-    if not all(isinstance(i, int) and not isinstance(i, bool) for i in vocab.values()):
-        raise CheckpointError(f"{folder / 'vocab.json'}: token ids must be whole numbers",
-                              "save the tokenizer into the folder (save_pretrained(folder))")
-    by_id = sorted(vocab.items(), key=lambda item: item[1])
-    if [i for _, i in by_id] != list(range(len(by_id))):
-        raise CheckpointError(f"{folder / 'vocab.json'}: token ids are not 0..{len(by_id) - 1}")
-    if config.get("pad_token_id") not in (None, 0):
-        raise CheckpointError(f"{folder}: the CTC blank (pad_token_id {config.get('pad_token_id')}) is not token 0",
-                              "orthograd's CTC decoding takes token 0 as the blank")
-    return [" " if token == delimiter else token for token, _ in by_id]
-
-
-def image_preprocessing(folder: Path, processor: dict | None, config: dict) -> dict:
-    """The recipe `data` keys that reproduce the image processor: squash to a fixed size, or resize the
-    shorter side and centre-crop; its mean and std."""
-    if processor is None:
-        raise CheckpointError(f"{folder}: no preprocessor_config.json, so the image size and normalisation are "
-                              "unknown", "save the image processor into the folder, or set data.* in the recipe")
-    if processor.get("do_rescale") is False:
-        raise CheckpointError(f"{folder / 'preprocessor_config.json'}: do_rescale is false (pixels in 0..255), "
-                              "which orthograd does not reproduce", "use a model trained on pixels scaled to 0..1")
-    path = folder / "preprocessor_config.json"
-    data: dict = {"channels": whole(config, "num_channels", folder / CONFIG, 3)}
-    size = processor.get("size") or {}
-    if isinstance(size, int) and not isinstance(size, bool):
-        size = {"shortest_edge": size}
-    if not isinstance(size, dict):
-        size = {"unknown": size}
-    if "height" in size and "width" in size:
-        if size["height"] != size["width"]:
-            raise CheckpointError(f"{path}: non-square size {clip(repr(size))}",
-                                  "orthograd feeds square images; set data.image_size in the recipe")
-        data.update(resize="squash", image_size=whole(size, "height", path))
-    elif "shortest_edge" in size:
-        edge = whole(size, "shortest_edge", path)
-        if "crop_pct" in processor:  # ConvNeXt: resize to edge / crop_pct, crop edge
-            data.update(resize="shorter_side_crop", resize_size=int(edge / share(processor, "crop_pct", path)),
-                        image_size=edge)
-        else:
-            crop = processor.get("crop_size") or {"height": edge}
-            crop = crop if isinstance(crop, dict) else {"height": crop}
-            data.update(resize="shorter_side_crop", resize_size=edge, image_size=whole(crop, "height", path))
-    else:
-        raise CheckpointError(f"{path}: image size {clip(repr(size))} is not understood",
-                              "set data.image_size (and data.resize) in the recipe")
-    if processor.get("do_normalize", True):
-        data.update(mean=numbers(processor, "image_mean", path, [0.5] * 3),
-                    std=numbers(processor, "image_std", path, [0.5] * 3, positive=True))
-    else:
-        data.update(mean=[0.0], std=[1.0])
-    return data
-
-
 KIND_TASKS = {"ctc": "asr", "seq2seq": "asr_seq2seq", "image_classifier": "classification"}
-KIND_METADATA = {"ctc": ctc_metadata, "seq2seq": seq2seq_metadata, "image_classifier": image_classifier_metadata}
 
 
 def companion_files(folder: Path) -> list[Path]:

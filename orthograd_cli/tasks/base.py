@@ -59,6 +59,13 @@ class Task:
         """The class a sample belongs to, for class-wise unlearning; None where the task has no classes."""
         return None
 
+    def folder_metadata(self, folder, config: dict, processor: dict | None) -> dict[str, str]:
+        """What a Hugging Face model folder of this task says beyond its weights (its processor, tokenizer and
+        config settings), as `orthograd.*` metadata values; models/hf_folder.py asks for it."""
+        from orthograd_cli.errors import CheckpointError
+
+        raise CheckpointError(f"{folder}: the {self.name} task reads no Hugging Face model folders")
+
     def shape_hint(self, info) -> str:
         """How to fix a head whose shape does not fit the checkpoint."""
         return "check that the checkpoint and the architecture (model.arch) match"

@@ -44,6 +44,11 @@ class AsrTask(Task):
         return load_audio_set(name, manifest, info.vocab, info.sample_rate, recipe.data.num_workers, cache,
                               recipe.data.audio_normalize)
 
+    def folder_metadata(self, folder, config, processor):
+        from orthograd_cli.tasks.asr.folder import folder_metadata
+
+        return folder_metadata(folder, config, processor)
+
     def complete_info(self, checkpoint, arch, spec, config):
         from orthograd_cli.models.registry import ModelInfo
 

@@ -44,6 +44,11 @@ class Seq2SeqAsrTask(AsrTask):
         return load_whisper_set(name, manifest, info.folder, info.processor, info.sample_rate,
                                 recipe.data.num_workers, cache)
 
+    def folder_metadata(self, folder, config, processor):
+        from orthograd_cli.tasks.asr_seq2seq.folder import folder_metadata
+
+        return folder_metadata(folder, config, processor)
+
     def complete_info(self, checkpoint, arch, spec, config):
         from orthograd_cli.models.registry import ModelInfo
 

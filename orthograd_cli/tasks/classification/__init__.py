@@ -41,6 +41,11 @@ class ClassificationTask(Task):
 
         return load_image_set(name, manifest, recipe.data, cache)
 
+    def folder_metadata(self, folder, config, processor):
+        from orthograd_cli.tasks.classification.folder import folder_metadata
+
+        return folder_metadata(folder, config, processor)
+
     def complete_info(self, checkpoint, arch, spec, config):
         from orthograd_cli.models.registry import ModelInfo, classifier_weight_key
 

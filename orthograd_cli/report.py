@@ -5,6 +5,9 @@ schema. Bump SCHEMA_VERSION when a field changes meaning or goes away (adding a 
 
 Version history:
   1  first typed schema (orthograd 0.1): forget, evaluate, compare, inspect, merge, demo reports.
+  2  forget: history rows name the stop hold-out's scores `forget_holdout_*` (they were `forget_*`); the
+     forgotten sets' metric `target` is the number the run stopped at (sample-wise it was the text "original
+     test acc"); `diagnostics.conflict_share` is absent under the retain_grads mean/none ablations.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
 from orthograd_cli import __version__
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class _Strict(BaseModel):

@@ -39,7 +39,7 @@ def parse_sweep(assignments: list[str]) -> dict[str, list]:
         if not key or not raw.strip():
             raise UsageError(f"sweep '{clip(assignment)}': expected KEY=VALUE,VALUE,...",
                              "e.g. method.lr=0.01,0.03,0.1")
-        if not key.startswith(SWEEPABLE) or key in ("method.name",):
+        if not key.startswith(SWEEPABLE) or key == "method.name":
             raise UsageError(f"sweep '{clip(key)}': a sweep varies method.* and lora.* settings (not the method "
                              "itself, the task, the data, the evaluation or the seed)",
                              "compare methods with --methods and seeds with --seeds")

@@ -248,10 +248,8 @@ def project(unlearn_grad: dict, retain_rows: dict, scope: str = "per_tensor", ra
     return projected, projection_stats(unlearn_grad, projected, retain_rows, max_rank)
 
 
-def projection_stats(unlearn_grad: dict, projected: dict, retain_rows: dict, retain_rank, dots=None,
-                     per_sample: bool = True) -> ProjectionStats:
-    """The step's diagnostics, left on the device; `dots` = G_r·g_u when the solver already has it. Without
-    `per_sample` rows (a mean in their place) there is no conflict share to give."""
+def projection_stats(unlearn_grad: dict, projected: dict, retain_rows: dict, retain_rank, dots=None) -> ProjectionStats:
+    """The step's diagnostics, left on the device; `dots` = G_r·g_u when the solver already has it."""
     import torch
 
     from orthograd_cli.gradients.conflict import conflict_share
@@ -262,7 +260,7 @@ def projection_stats(unlearn_grad: dict, projected: dict, retain_rows: dict, ret
     return ProjectionStats(
         retain_rank=torch.as_tensor(retain_rank),
         kept_norm_ratio=global_norm(projected) / global_norm(unlearn_grad).clamp_min(1e-30),
-        conflict_share=conflict_share(dots) if per_sample else None,
+        conflict_share=conflict_share(dots),
     )
 
 

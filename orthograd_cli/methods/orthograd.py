@@ -90,13 +90,12 @@ def orthograd_direction(model, params: dict, forget_batch, retain_batch, spec: M
 
     # 3. g⊥ = g_u − Q Qᵀ g_u, Q an orthonormal basis of the rows of G_r
     if projection.retain_grads == "none":  # the ablation: plain ascent, only the diagnostics are computed
-        projected, stats = unlearn_grad, projection_stats(unlearn_grad, unlearn_grad, retain_rows, retain_rank=0,
-                                                          per_sample=False)
+        projected, stats = unlearn_grad, projection_stats(unlearn_grad, unlearn_grad, retain_rows, retain_rank=0)
     else:
         projected, stats = project(unlearn_grad, retain_rows, projection.scope, projection.rank_tol,
                                    projection.solver)
-        if projection.retain_grads == "mean":  # one mean row: no sample's conflict to count
-            stats.conflict_share = None
+    if projection.retain_grads != "per_sample":  # one mean row in G_r's place: no sample's conflict to count
+        stats.conflict_share = None
 
     # 4. d = α·mean(G_r) − (1−α)·g⊥   (descend on retain, ascend on the projected unlearn direction)
     alpha = alpha_or_default(spec, DEFAULT_ALPHA)

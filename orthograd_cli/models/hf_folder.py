@@ -119,15 +119,18 @@ def refuse_remote_code(folder: Path) -> None:
                                   "(its config.json without auto_map)")
 
 
-def weight_files(folder: Path) -> list[Path]:
-    """The safetensors files holding the weights, single file or shards; pickled weights are refused."""
+def weight_files(folder: Path) -> tuple[list[Path], dict[str, str] | None]:
+    """The safetensors files holding the weights, single file or shards, and for shards the index's
+    {tensor: shard file}; pickled weights are refused."""
     if (folder / SINGLE_FILE).is_file():
-        return [folder / SINGLE_FILE]
+        return [folder / SINGLE_FILE], None
     if (folder / SHARD_INDEX).is_file():
-        return [folder / name for name in shard_map(folder)[1]]
+        weight_map, shards = shard_map(folder)
+        return [folder / name for name in shards], weight_map
     if any((folder / name).is_file() for name in PICKLED_WEIGHTS):
         raise CheckpointError(f"{folder}: the weights are pickled (pytorch_model.bin); orthograd never unpickles files",
-                              "convert once, safely: Model.from_pretrained(folder, use_safetensors=False)"
+                              "convert once, safely: Model.from_pretrained(folder, use_safetensors=False, "
+                              "trust_remote_code=False)"
                               ".save_pretrained(folder, safe_serialization=True) in an environment you trust")
     raise CheckpointError(f"{folder}: a model folder needs {SINGLE_FILE} or {SHARD_INDEX}",
                           "save the model with save_pretrained(folder)")
@@ -158,8 +161,7 @@ def read_hf_folder(folder: Path) -> Checkpoint:
                               "pass a .safetensors file, or a folder written by save_pretrained")
     refuse_remote_code(folder)
     config = read_json(folder / CONFIG)
-    files = weight_files(folder)
-    weight_map = shard_map(folder)[0] if len(files) > 1 or files[0].name != SINGLE_FILE else None
+    files, weight_map = weight_files(folder)
     state_dict, metadata = {}, {}
     for path in files:
         tensors, file_metadata = read_safetensors(path)

@@ -19,6 +19,8 @@ class Loaded:
     manifests: dict  # name -> Manifest
     recipe: Recipe  # as given, with the checkpoint's recorded preprocessing for the data keys it leaves unset
     notes: list = field(default_factory=list)  # how the sets were derived, for the report
+    data_sha256: dict = field(default_factory=dict)  # manifest name -> content hash of the files it lists, as given
+    data_samples: dict = field(default_factory=dict)  # manifest name -> its rows, as given
 
     @property
     def task(self):
@@ -49,23 +51,38 @@ def load_checkpoint_and_info(model_path: str | Path, recipe: Recipe, arch: str |
 
 
 def load_everything(model_path: str | Path, recipe: Recipe, manifest_paths: dict[str, str | Path | None],
-                    arch: str | None = None) -> Loaded:
-    """Checkpoint, then every manifest validated, then the data sets; the model is built on demand."""
-    from orthograd_cli.data.manifest import check_disjoint, read_manifest
+                    arch: str | None = None, recorded_mode: bool = False) -> Loaded:
+    """Checkpoint, then every manifest validated, then the data sets; the model is built on demand.
+    `recorded_mode`: a recipe that leaves eval.mode unset takes the mode a forget run recorded in the
+    checkpoint (orthograd.mode), so evaluating an output measures it as its run did."""
+    from orthograd_cli.data.manifest import check_disjoint, content_sha256, read_manifest
     from orthograd_cli.tasks import get_task
 
     checkpoint, info = load_checkpoint_and_info(model_path, recipe, arch)
     recipe = with_checkpoint_preprocessing(recipe, checkpoint.meta_json("data"))
+    if recorded_mode:
+        recipe = with_recorded_mode(recipe, checkpoint)
     task = get_task(info.task)
     manifests = {name: read_manifest(path, task, info) for name, path in manifest_paths.items() if path is not None}
     if "forget" in manifests:  # a forgotten sample can be neither kept nor scored as unseen
         for role in ("retain", "test", "forget_test"):
             if role in manifests:
                 check_disjoint(manifests["forget"], manifests[role], role)
+    data_sha256 = {name: content_sha256(manifest) for name, manifest in manifests.items()}  # before any split
+    data_samples = {name: len(manifest) for name, manifest in manifests.items()}
     notes = split_test_by_forgotten_classes(manifests, task) if recipe.eval.mode == "class" else []
     cache = SampleCache(int(recipe.data.cache_gb * 2**30))  # one budget for the run, filled by the sets read first
     sets = {name: task.load_set(name, manifest, recipe, info, cache) for name, manifest in manifests.items()}
-    return Loaded(checkpoint=checkpoint, info=info, sets=sets, manifests=manifests, recipe=recipe, notes=notes)
+    return Loaded(checkpoint=checkpoint, info=info, sets=sets, manifests=manifests, recipe=recipe, notes=notes,
+                  data_sha256=data_sha256, data_samples=data_samples)
+
+
+def with_recorded_mode(recipe: Recipe, checkpoint: Checkpoint) -> Recipe:
+    recorded = checkpoint.meta("mode")
+    if recorded not in ("sample", "class") or "mode" in recipe.eval.model_fields_set:
+        return recipe
+    spec = recipe.eval.model_copy(update={"mode": recorded})
+    return recipe.model_copy(update={"eval": spec})
 
 
 def split_test_by_forgotten_classes(manifests: dict, task) -> list[str]:

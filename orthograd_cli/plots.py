@@ -39,7 +39,7 @@ def tradeoff_plot(report, path: Path) -> None:
         axes.plot([row["step"] for row in history], forgetting, "o-", markersize=3)
         axes.set_xlabel("step")
         axes.set_ylabel(forget_label)
-    axes.set_title(f"{report.method}: {report.steps} steps, {report.stop_reason}", fontsize=9)
+    axes.set_title(f"{report.method}: {report.steps} steps, {report.stop_message}", fontsize=9)
     figure.tight_layout()
     with atomic_path(Path(path)) as tmp:
         figure.savefig(tmp, format="png", dpi=120)

@@ -95,6 +95,9 @@ class StopSpec(_Section):
     )
     check_every: int = Field(5, ge=1)
     forget_holdout: float = Field(0.0, ge=0, lt=1, description="share of the forget set kept out of the updates")
+    max_minutes: float | None = Field(
+        None, gt=0, description="a time budget: the run ends at the first check after this many minutes and "
+                                "reports what it reached (stop reason time_budget); unset: no budget")
 
 
 class MethodSpec(_Section):
@@ -225,7 +228,10 @@ class Recipe(_Section):
         True, description="deterministic kernels (torch.use_deterministic_algorithms; on CUDA also "
                           "CUBLAS_WORKSPACE_CONFIG), so that same-seed runs on the same device type write the same "
                           "bytes; the report says whether every kernel was deterministic")
-
+    require: list[str] = Field(
+        default_factory=list, description="requirements the output must meet, as for --require (e.g. "
+                                          "forget_acc<=0.05); the built-in checks target_reached and not_at_chance "
+                                          "hold unless dropped with !target_reached / !not_at_chance")
 
     @model_validator(mode="after")
     def _vmap_runs_in_float32(self) -> "Recipe":
@@ -233,6 +239,19 @@ class Recipe(_Section):
             raise ValueError("precision bf16 cannot reach into the vmap backend's passes: set "
                              "method.per_sample.backend: hooks, loop or auto, or precision: float32")
         return self
+
+    @field_validator("require")
+    @classmethod
+    def _requirements_parse(cls, require: list[str]) -> list[str]:
+        from orthograd_cli.errors import UsageError
+        from orthograd_cli.requirements import parse
+
+        for text in require:
+            try:
+                parse(text)
+            except UsageError as err:
+                raise ValueError(f"{str(err).removeprefix('--require ')} ({err.hint})") from None
+        return require
 
     @field_validator("task")
     @classmethod

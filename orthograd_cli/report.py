@@ -8,6 +8,11 @@ Version history:
   2  forget: history rows name the stop hold-out's scores `forget_holdout_*` (they were `forget_*`); the
      forgotten sets' metric `target` is the number the run stopped at (sample-wise it was the text "original
      test acc"); `diagnostics.conflict_share` is absent under the retain_grads mean/none ablations.
+  3  forget: `stop_reason` is a code (target, already_at_target, max_steps, time_budget), the text moved to
+     `stop_message`; history rows carry `wall_s`;
+     `target_reached`, `verdict`, `audit`, and with --reference `reference_metrics`. evaluate: `verdict`,
+     `audit`. compare: a run's `status` may be `not_met` (it ran, its requirements failed), runs carry their
+     `verdict`, summary cells carry a 95 % t-interval, and rows say whether the method `passed`.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
 from orthograd_cli import __version__
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class _Strict(BaseModel):
@@ -37,11 +42,17 @@ class Metric(_Strict):
     n: int
     higher_is_better: bool | None = None
     target: float | str | None = None
+    fields: dict[str, float | None] | None = Field(
+        None, description="a test's parts beside its value, e.g. the KS test's statistic and p (read as name.p)")
+    source: str | None = Field(None, description="where the metric is published")
 
     @model_serializer(mode="wrap")
     def _one_of_direction_or_target(self, handler) -> dict:
         data = handler(self)
         data.pop("higher_is_better" if self.target is not None else "target", None)
+        for optional in ("fields", "source"):
+            if data.get(optional) is None:
+                data.pop(optional, None)
         return data
 
 
@@ -71,6 +82,35 @@ class _Report(_Strict):
     schema_version: int = SCHEMA_VERSION
 
 
+class Requirement(_Strict):
+    """One requirement of the gate and what the run showed."""
+
+    requirement: str = Field(description="as written: an expression such as forget_acc<=0.05, or a built-in check "
+                                         "(target_reached, not_at_chance)")
+    passed: bool
+    value: float | None = Field(None, description="the left-hand side as measured (None: not measured)")
+    threshold: float | None = Field(None, description="the right-hand side as measured")
+    detail: str = ""
+
+
+class Verdict(_Strict):
+    """Whether the output can ship: every requirement passed. A command exits 5 when one did not."""
+
+    passed: bool
+    requirements: list[Requirement]
+    hint: str | None = Field(None, description="what to change when a requirement failed")
+
+
+class Audit(_Strict):
+    """What an auditor needs to tie the output to its inputs."""
+
+    command_line: list[str] = Field(description="the command's arguments as given (no environment)")
+    data_sha256: dict[str, str] = Field(
+        description="per manifest: sha256 over the sha256 of every file it lists, in manifest order (so a file "
+                    "changed under the same CSV changes it)")
+    output_sha256: dict[str, str] = Field({}, description="sha256 of each checkpoint the command wrote")
+
+
 class BeforeAfter(_Strict):
     before: Metrics
     after: Metrics
@@ -82,22 +122,32 @@ class ForgetReport(_Report):
     task: str
     mode: Literal["sample", "class"]
     steps: int
-    stop_reason: str
+    stop_reason: Literal["target", "already_at_target", "max_steps", "time_budget"] = Field(
+        description="why the steps ended: the stop target was reached, was met before any step, the step "
+                    "budget ran out, or the time budget (method.stop.max_minutes) did")
+    stop_message: str = Field(description="stop_reason in words, with the numbers")
+    target_reached: bool = Field(description="the watched forget accuracy ended at or under the stop target")
     target_forget_acc: float
     target_source: str = Field("", description="where the stop target comes from")
     retain_batch_size: int = Field(0, description="k, the retain samples per step (the whole retain set if smaller)")
     wall_s: float
     trainable_parameters: int
     metrics: BeforeAfter
+    reference: str | None = Field(None, description="--reference: a model retrained without the forget data")
+    reference_metrics: Metrics | None = Field(None, description="the reference model's own metrics on the same sets")
+    verdict: Verdict
     diagnostics: dict[str, dict[str, float | int]] = Field(
         description="per-step summaries (first, last, min, median, max) of retain_rank, kept_norm_ratio "
                     "(‖g⊥‖/‖g_u‖), conflict_share (see gradients/conflict.py), unlearn_loss, retain_loss")
-    history: list[dict[str, float | int]] = Field(description="one row per stop-rule check: step and each set's metrics")
+    history: list[dict[str, float | int]] = Field(
+        description="one row per stop-rule check: step, wall_s (seconds since the first check began) and each set's "
+                    "metrics")
     retain_ids_sha256: str
     notes: list[str] = []
     warnings: list[str] = []  # what makes the run not the success it may look like (also on stderr)
     recipe: dict[str, Any]
     provenance: Provenance
+    audit: Audit
     outputs: dict[str, str] = {}
 
 
@@ -112,31 +162,37 @@ class EvaluateReport(_Report):
     reference: str | None = None
     reference_metrics: Metrics | None = None
     gap_to_reference: dict[str, float] | None = None
+    verdict: Verdict
+    audit: Audit
     notes: list[str] = []  # how the sets were derived
     warnings: list[str] = []  # what may make the numbers misleading
 
 
 class CompareRun(_Strict):
-    status: Literal["ok", "failed"]
+    status: Literal["ok", "not_met", "failed"] = Field(
+        description="ok: ran and met every requirement; not_met: ran, a requirement failed; failed: did not run")
     seed: int
     reason: str | None = None
     steps: int | None = None
     wall_s: float | None = None
     stop_reason: str | None = None
     metrics: Metrics | None = None
+    verdict: Verdict | None = None
     report: str | None = None
 
 
 class MeanStd(_Strict):
     mean: float | None
-    std: float | None
+    std: float | None = Field(description="sample standard deviation over the seeds (None with one)")
     n: int
+    ci95: tuple[float, float] | None = Field(None, description="95 % Student-t interval of the mean (n >= 2)")
 
 
 class CompareRow(_Strict):
     method: str
     runs: int
     failed: int
+    passed: int = Field(0, description="runs that met every requirement")
     failures: list[str]
     chosen: dict[str, Any] = Field({}, description="the swept setting chosen on the validation split (--sweep)")
     ua: MeanStd  # unlearning accuracy, 1 − forget acc
@@ -177,6 +233,10 @@ class CompareReport(_Report):
     recipe: dict[str, Any]
     recipe_sha256: str
     sweep: Sweep | None = None
+    reference: str | None = None
+    reference_metrics: Metrics | None = None
+    requirements: list[str] = Field([], description="each run's gate (the recipe's require list and --require)")
+    passing_methods: list[str] = Field([], description="methods whose every run met every requirement")
 
 
 class InspectReport(_Report):
@@ -200,6 +260,7 @@ class MergeReport(_Report):
     out: str
     base_sha256: str
     tensors: int
+    card: str | None = Field(None, description="the forget run's model card, kept beside the merged checkpoint")
 
 
 class DemoReport(_Report):

@@ -14,10 +14,17 @@ FORGET_CLASS = 7
 
 
 @pytest.fixture(scope="session")
-def digits(tmp_path_factory) -> Path:
+def image_cache(tmp_path_factory) -> Path:
+    """An ORTHOGRAD_CACHE whose demo/digits folder holds the digits and the model the fixtures build, so
+    `orthograd demo` in a test reuses them (as speech_cache does for the speech demo)."""
+    return tmp_path_factory.mktemp("image_cache")
+
+
+@pytest.fixture(scope="session")
+def digits(image_cache) -> Path:
     from orthograd_cli.data.digits import build_digits
 
-    return build_digits(tmp_path_factory.mktemp("digits"), seed=0, forget_class=FORGET_CLASS)
+    return build_digits(image_cache / "demo" / "digits", seed=0, forget_class=FORGET_CLASS)
 
 
 @pytest.fixture(scope="session")
@@ -88,6 +95,27 @@ def class_run(tmp_path_factory, trained_model, digits) -> Path:
                      "--json")
     assert result.code == 0, result.err
     return out
+
+
+@pytest.fixture(scope="session")
+def retrained_without_class(digits):
+    """The gold standard: the demo's resnet18 recipe trained on the digits without class 7 (about 15 s)."""
+    from orthograd_cli.data.digits import LABELS
+    from orthograd_cli.loading import load_set
+    from orthograd_cli.models.checkpoint import save_checkpoint
+    from orthograd_cli.models.registry import ModelInfo, build_model
+    from orthograd_cli.recipe import Recipe
+    from orthograd_cli.training import train_classifier
+
+    lines = (digits / "train.csv").read_text().splitlines()
+    kept = [lines[0]] + [line for line in lines[1:] if line.rsplit(",", 1)[1] != str(FORGET_CLASS)]
+    (digits / "train_without_class.csv").write_text("\n".join(kept) + "\n")
+    info = ModelInfo(arch="resnet18", num_classes=10, labels=LABELS)
+    train = load_set(digits / "train_without_class.csv", info, Recipe(), "train")
+    model = train_classifier(build_model(info), train, epochs=4, seed=0)
+    path = digits / "retrained_without_class.safetensors"
+    save_checkpoint(model.state_dict(), path, info.metadata())
+    return path
 
 
 @pytest.fixture

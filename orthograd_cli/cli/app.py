@@ -1,7 +1,7 @@
 """The `orthograd` Typer app and `main()`, which turns our errors into one line and an exit code.
 
 Exit codes: 0 ok · 1 unexpected error · 2 usage, recipe or manifest error · 3 checkpoint error ·
-4 numerical failure · 129 hung up · 130 interrupted · 143 terminated. `--debug` (or ORTHOGRAD_DEBUG=1) shows full tracebacks.
+4 numerical failure · 5 requirements not met (outputs written) · 129 hung up · 130 interrupted · 143 terminated. `--debug` (or ORTHOGRAD_DEBUG=1) shows full tracebacks.
 Heavy imports (torch, peft) happen inside the commands so `--help` stays instant.
 """
 
@@ -31,7 +31,7 @@ Examples:
   orthograd compare model.safetensors --forget forget.csv --retain retain.csv --test test.csv --seeds 3
 
 Exit codes: 0 ok, 1 unexpected, 2 usage/recipe/manifest, 3 checkpoint, 4 numerical failure,
-129 hung up, 130 interrupted, 143 terminated.
+5 requirements not met (outputs written), 129 hung up, 130 interrupted, 143 terminated.
 """
 
 app = typer.Typer(
@@ -69,11 +69,20 @@ app.command("report-schema", epilog=report_schema.EPILOG)(report_schema.report_s
 app.add_typer(recipes.app, name="recipes")
 
 
-def _print_error(message: str, hint: str | None) -> None:
+def _print_error(message: str, hint: str | None, jsonl: bool = False) -> None:
+    if jsonl:  # --log-format jsonl: every stderr line parses, the error too
+        from orthograd_cli.cli.progress import emit
+
+        emit("error", message=message, hint=hint)
+        return
     line = f"error: {message}"
     if hint:
         line += f" (hint: {hint})"
     sys.stderr.write(line + "\n")
+
+
+def _wants_jsonl(args: list[str]) -> bool:
+    return "--log-format=jsonl" in args or any(a == "--log-format" and b == "jsonl" for a, b in zip(args, args[1:]))
 
 
 def _terminated(signum, frame) -> None:
@@ -164,7 +173,7 @@ def _run(argv: list[str] | None) -> None:
     except OrthogradError as err:
         if debug:
             raise
-        _print_error(str(err), err.hint)
+        _print_error(str(err), err.hint, _wants_jsonl(args))
         sys.exit(err.exit_code)
     except exits as done:
         sys.exit(done.exit_code)
@@ -180,6 +189,7 @@ def _run(argv: list[str] | None) -> None:
     except Exception as err:  # noqa: BLE001 - the last resort keeps pipelines readable
         if debug:
             raise
-        _print_error(f"unexpected {type(err).__name__}: {err}", "rerun with --debug for the traceback and report it")
+        _print_error(f"unexpected {type(err).__name__}: {err}", "rerun with --debug for the traceback and report it",
+                     _wants_jsonl(args))
         sys.exit(1)
     sys.exit(0)

@@ -25,6 +25,15 @@ Methods:
 \b
 {methods}
 
+Each run must meet the requirements (the recipe's require list, --require, and the built-in
+target_reached and not_at_chance); a method passes when all its runs do. Exit 0 when at least one
+method passes, 5 when none does:
+
+  orthograd compare model.safetensors -f forget.csv --retain retain.csv -t test.csv --seeds 3
+  --reference retrained.safetensors --require 'forget_loss_ks.p>=0.05' --out compare/
+
+With --seeds 2 or more, each cell is mean ± sample std, and compare.json/csv add the 95 % t-interval.
+
 Writes compare/<method>/seed<N>/ runs and compare/compare.{json,csv,md,png}.
 """
 
@@ -44,37 +53,55 @@ def compare(
         "--sweep", help="KEY=V1,V2,... : tune this recipe key per method on a validation split (repeatable).")] = None,
     select: Annotated[str, typer.Option(
         "--select", help="What the sweep minimises: uis (on the validation split) or a metric name.")] = "uis",
+    require: options.Require = None,
+    reference: options.Reference = None,
+    max_minutes: options.MaxMinutes = None,
+    log_format: options.LogFormat = "auto",
     recipe: options.Recipe = None,
     overrides: options.Set = None,
     arch: options.Arch = None,
     as_json: options.Json = False,
     quiet: options.Quiet = False,
+    ctx: typer.Context = None,
 ) -> None:
     """Run several unlearning methods on the same inputs; a table sorted by UIS (mean ± std over seeds)."""
     from rich.table import Table
 
-    from orthograd_cli.cli.output import Output
-    from orthograd_cli.cli.progress import ProgressBar
+    from orthograd_cli.cli.output import Output, argv_of
+    from orthograd_cli.cli.progress import progress
     from orthograd_cli.errors import UsageError
     from orthograd_cli.jobs.compare import CompareFailed, run_compare, table_rows
+    from orthograd_cli.jobs.proof import Proof
     from orthograd_cli.jobs.sweep import parse_sweep
     from orthograd_cli.recipe import load_recipe
+    from orthograd_cli.requirements import EXIT_NOT_MET
 
     if not forget_csv or not retain_csv:
         raise UsageError("compare needs --forget and --retain manifests", "see `orthograd compare --help`")
+    output = Output(as_json=as_json, quiet=quiet, log_format=log_format)
+    overrides = (overrides or []) + ([f"method.stop.max_minutes={max_minutes}"] if max_minutes else [])
     spec, _ = load_recipe(recipe, overrides)
-    output = Output(as_json=as_json, quiet=quiet)
     names = [m.strip() for m in methods.split(",") if m.strip()]
+    proof = Proof.of(spec, require, "compare", reference, argv_of(ctx))
+    manifests = {"forget": forget_csv, "retain": retain_csv, "test": test_csv, "forget_test": forget_test_csv}
+    proof.check(manifests, spec, original=True)  # before any model is read
+    from orthograd_cli.preflight import preflight
+
+    preflight(model, manifests, out, overwrite)  # before torch is imported
+
+    took: dict[str, list[float]] = {}
 
     def announce(method, seed, run):
-        output.info(f"{method} seed {seed}: {'ok' if run.status == 'ok' else 'failed: ' + run.reason}")
+        said = {"ok": "ok", "not_met": "ran, requirements not met"}.get(run.status, f"failed: {run.reason}")
+        took.setdefault(method, []).append(run.wall_s or 0.0)
+        left = seeds - len(took[method])
+        estimate = f"; about {sum(took[method]) / len(took[method]) * left:.0f} s more for {method}" if left else ""
+        output.info(f"{method} seed {seed}: {said}{estimate}")
 
     try:
-        with ProgressBar(enabled=not quiet) as bar:
-            report = run_compare(str(model), {"forget": forget_csv, "retain": retain_csv, "test": test_csv,
-                                                  "forget_test": forget_test_csv}, spec,
-                                 names, seeds, str(out), overwrite, arch, observer=bar, on_run=announce,
-                                 sweep=parse_sweep(sweep) if sweep else None, select=select)
+        with progress(enabled=not quiet, log_format=log_format) as bar:
+            report = run_compare(str(model), manifests, spec, names, seeds, str(out), overwrite, arch, observer=bar, on_run=announce,
+                                 sweep=parse_sweep(sweep) if sweep else None, select=select, proof=proof)
     except CompareFailed as failed:
         if as_json:  # pipelines still get the report, with every run's reason, before the error line
             output.result(failed.report, lambda: None)
@@ -82,8 +109,8 @@ def compare(
 
     def human() -> None:
         header, body = table_rows(report)
-        table = Table(title=f"orthograd compare ({report.mode}-wise, {seeds} seed(s)), sorted by UIS",
-                      title_justify="left")
+        table = Table(title=f"orthograd compare ({report.mode}-wise, {seeds} seed(s)): passing methods first, "
+                            "then by UIS", title_justify="left")
         for column in header:
             table.add_column(column, justify="left" if column == "method" else "right")
         for cells in body:
@@ -91,7 +118,12 @@ def compare(
         output.table(table)
         for row in report.summary:
             for reason in row.failures:
-                output.line(f"{row.method} failed: {reason}")
+                output.line(f"{row.method}: {reason}")
+        output.line(f"requirements: {', '.join(report.requirements)}")
+        output.line(f"passed: {', '.join(report.passing_methods) or 'no method'}")
         output.line(f"wrote {out}/compare.json, compare.csv, compare.md, compare.png")
 
     output.result(report, human)
+    if not report.passing_methods:
+        output.warn("no method met every requirement in every run (see each run's verdict in compare.json)")
+        raise typer.Exit(EXIT_NOT_MET)

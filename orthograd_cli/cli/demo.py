@@ -41,8 +41,8 @@ def demo(
 ) -> None:
     """Forget digit class 7, then a random 10 % of samples, from a resnet18 trained on real handwritten digits
     (or, with `asr`, one espeak-ng voice from a small wav2vec2 or Whisper speech recogniser)."""
-    from orthograd_cli.cli.output import Output, metrics_table
-    from orthograd_cli.cli.progress import ProgressBar
+    from orthograd_cli.cli.output import Output, exit_on_verdict, metrics_table
+    from orthograd_cli.cli.progress import progress
     from orthograd_cli.errors import UsageError
     from orthograd_cli.jobs.demo import DEMO_CLASS, run_demo
 
@@ -55,20 +55,23 @@ def demo(
         recogniser = "2+2-layer Whisper" if model is SpeechModel.whisper else "3-layer wav2vec2 CTC model"
         output.info(f"orthograd demo asr: espeak-ng digit strings in 9 voices, {recogniser}; "
                     f"forgetting the voice {FORGET_VOICE}")
-        with ProgressBar(enabled=not quiet) as bar:
+        with progress(enabled=not quiet) as bar:
             report = run_demo_asr(out, observer=bar, model=model.value)
         titles = {"speaker": f"forget the voice {FORGET_VOICE}"}
     else:
         output.info("orthograd demo: scikit-learn handwritten digits (1,797 real scans), resnet18 at 32 px")
-        with ProgressBar(enabled=not quiet) as bar:
+        with progress(enabled=not quiet) as bar:
             report = run_demo(out, observer=bar)
         titles = {"class": f"forget every training image of digit {DEMO_CLASS} (class-wise)",
                   "sample": "forget a random 10 % of the training images (sample-wise)"}
 
     def human() -> None:
         for name, run in report.runs.items():
-            output.table(metrics_table(f"{titles[name]}: {run.steps} steps, {run.stop_reason}",
+            output.table(metrics_table(f"{titles[name]}: {run.steps} steps, {run.stop_message}",
                                        {"before": run.metrics.before, "after": run.metrics.after}))
+            output.line(f"{name}: " + ("every requirement met" if run.verdict.passed else "requirements NOT met"))
         output.line(f"checkpoints and reports in {', '.join(str(out / name) for name in report.runs)}")
 
     output.result(report, human)
+    for run in report.runs.values():  # a demo that does not work says so like any run
+        exit_on_verdict(output, run.verdict)

@@ -17,8 +17,13 @@ Examples:
   orthograd evaluate run/model.safetensors -f voice/forget.csv --forget-test voice/forget_test.csv
   -t voice/test.csv --original asr.safetensors --reference retrained_without_voice.safetensors
 
+  orthograd evaluate run/model.safetensors -f forget.csv -t test.csv --reference retrained.safetensors
+  --require 'forget_loss_ks.p>=0.05' --require 'privleak>=-20'     # exit 5 when one fails
+
 With --reference (the gold standard: a model retrained without the forget data) the report gives
-each metric's gap to it. Speech models report WER and word accuracy max(0, 1 − WER).
+each metric's gap to it and the metrics that compare with it (forget_loss_ks, forget_loss_emd,
+privleak, tow, avg_gap). An output of `orthograd forget` is measured in the mode its run used.
+Speech models report WER and word accuracy max(0, 1 − WER).
 """
 
 
@@ -29,9 +34,9 @@ def evaluate(
     test_csv: options.Test = None,
     forget_test_csv: options.ForgetTest = None,
     original: Annotated[Optional[Path], typer.Option("--original", help="The model before unlearning (for UIS).")] = None,
-    reference: Annotated[Optional[Path], typer.Option(
-        "--reference", help="A model retrained without the forget data: report each metric's gap to it.")] = None,
-    mode: Annotated[Optional[str], typer.Option("--mode", help="sample or class: which UIS to report.")] = None,
+    reference: options.Reference = None,
+    require: options.Require = None,
+    mode: Annotated[Optional[str], typer.Option("--mode", help="sample or class: which UIS to report (default: the mode an orthograd output records, else sample).")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Also write the report to this JSON file.")] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Refuse an --original that is not the model's recorded "
                                                           "base (default: a warning).")] = False,
@@ -40,11 +45,13 @@ def evaluate(
     arch: options.Arch = None,
     as_json: options.Json = False,
     quiet: options.Quiet = False,
+    ctx: typer.Context = None,
 ) -> None:
     """Accuracy (WER for speech) on each set; with --original, UIS; with --reference, gaps to it; and an MIA score."""
-    from orthograd_cli.cli.output import Output, metrics_table
+    from orthograd_cli.cli.output import Output, argv_of, exit_on_verdict, metrics_table, verdict_table
     from orthograd_cli.errors import UsageError
     from orthograd_cli.jobs.evaluate import run_evaluate
+    from orthograd_cli.jobs.proof import Proof
     from orthograd_cli.recipe import load_recipe
 
     manifests = {"forget": forget_csv, "forget_test": forget_test_csv, "retain": retain_csv, "test": test_csv}
@@ -52,8 +59,13 @@ def evaluate(
         raise UsageError("evaluate needs at least one of --forget, --forget-test, --retain, --test")
     spec, _ = load_recipe(recipe, (overrides or []) + ([f"eval.mode={mode}"] if mode else []))
     output = Output(as_json=as_json, quiet=quiet)
+    proof = Proof.of(spec, require, "evaluate", reference, argv_of(ctx))
+    proof.check(manifests, spec, original=original is not None, mode_known="mode" in spec.eval.model_fields_set)
+    from orthograd_cli.preflight import preflight
+
+    preflight(model, manifests)  # before torch is imported
     report = run_evaluate(str(model), manifests, spec, str(original) if original else None, arch,
-                          str(reference) if reference else None, strict, str(out) if out else None)
+                          str(reference) if reference else None, strict, str(out) if out else None, proof)
     for note in report.notes:
         output.info(f"note: {note}")
     for warning in report.warnings:
@@ -65,6 +77,8 @@ def evaluate(
             columns["original"] = report.original_metrics
         if report.reference_metrics is not None:
             columns["reference"] = report.reference_metrics
-        output.table(metrics_table(f"orthograd evaluate {model}", columns))
+        output.table(metrics_table(f"orthograd evaluate {model} ({report.mode}-wise)", columns))
+        output.table(verdict_table(report.verdict))
 
     output.result(report, human)
+    exit_on_verdict(output, report.verdict)

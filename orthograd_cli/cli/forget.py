@@ -1,7 +1,6 @@
 """`orthograd forget`: the main job."""
 
 import os
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -37,7 +36,17 @@ Several processes (data-parallel OrthoGrad; the result equals one process's to f
 
   orthograd forget model.safetensors -f forget.csv --retain retain.csv -t test.csv --out run/ --nproc 2
 
-Writes run/model.safetensors (merged), run/adapter/ (peft LoRA adapter) and run/report.json.
+Prove it (exit 5 when a requirement fails; the outputs are written either way):
+
+  orthograd forget model.safetensors -f forget.csv --retain retain.csv -t test.csv --out run/
+  --reference retrained.safetensors --require 'forget_loss_ks.p>=0.05'
+  --require 'test_acc>=original_test_acc-0.02'
+
+By default a run must reach its stop target (target_reached) and stay better than chance on the
+retain and test sets (not_at_chance); --require '!target_reached' drops a built-in check.
+
+Writes run/model.safetensors (merged), run/adapter/ (peft LoRA adapter), run/README.md (model card)
+and run/report.json.
 """
 
 
@@ -48,6 +57,10 @@ def forget(
     test_csv: options.Test = None,
     forget_test_csv: options.ForgetTest = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (refused if it exists).")] = Path("run"),
+    require: options.Require = None,
+    reference: options.Reference = None,
+    max_minutes: options.MaxMinutes = None,
+    log_format: options.LogFormat = "auto",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out folder.")] = False,
     recipe: options.Recipe = None,
     overrides: options.Set = None,
@@ -66,19 +79,30 @@ def forget(
     ctx: typer.Context = None,
 ) -> None:
     """Make MODEL forget the --forget samples while keeping what --retain shows (OrthoGrad)."""
-    from orthograd_cli.cli.output import Output, metrics_table
-    from orthograd_cli.cli.progress import ProgressBar
+    from orthograd_cli.cli.output import Output, argv_of, exit_on_verdict, metrics_table, verdict_table
+    from orthograd_cli.cli.progress import progress
     from orthograd_cli.errors import UsageError
     from orthograd_cli.jobs.forget import run_forget
+    from orthograd_cli.jobs.proof import Proof
     from orthograd_cli.recipe import load_recipe
 
     if not forget_csv or not retain_csv:
         raise UsageError("forget needs --forget and --retain manifests", "see `orthograd forget --help`")
     from orthograd_cli import distributed
 
+    secondary = distributed.launched() and os.environ.get("RANK", "0") != "0"  # rank 0 alone reports
+    quiet = quiet or secondary
+    output = Output(as_json=as_json, quiet=quiet, log_format=log_format)
+    overrides = (overrides or []) + ([f"method.stop.max_minutes={max_minutes}"] if max_minutes else [])
     spec, _ = load_recipe(recipe, overrides)
     manifests = {"forget": forget_csv, "retain": retain_csv, "test": test_csv, "forget_test": forget_test_csv}
     extra_outputs = (plot,) if plot else ()
+    proof = Proof.of(spec, require, "forget", reference, argv_of(ctx))
+    proof.check(manifests, spec, original=True)  # before any model is read
+    if not secondary:  # paths, the output folder and the stop target, before torch is imported
+        from orthograd_cli.preflight import preflight
+
+        preflight(model, manifests, out, overwrite)
     if nproc > 1 and not distributed.launched():  # this process checks once, then starts and watches N ranks
         from orthograd_cli.cli.launch import check_process_count, launch
         from orthograd_cli.jobs.forget import check_forget
@@ -86,18 +110,14 @@ def forget(
 
         check_process_count(nproc, pick_device(spec.device), oversubscribe)
         check_forget(str(model), manifests, spec, str(out), nproc, overwrite, arch, extra_outputs)
-        argv = ctx.obj["argv"] if ctx is not None and isinstance(ctx.obj, dict) else sys.argv[1:]
-        raise typer.Exit(launch(nproc, argv))
-    secondary = distributed.launched() and os.environ.get("RANK", "0") != "0"  # rank 0 alone reports
-    quiet = quiet or secondary
-    output = Output(as_json=as_json, quiet=quiet)
+        raise typer.Exit(launch(nproc, argv_of(ctx)))
     ignored = distributed.ignored_variables()
     if ignored:
         output.warn(f"ignoring {', '.join(ignored)} in the environment: this process was not started as a rank (by "
                     "--nproc or torchrun), so it runs alone")
-    with ProgressBar(enabled=not quiet) as bar:
+    with progress(enabled=not quiet, log_format=log_format) as bar:
         report = run_forget(str(model), manifests, spec, str(out), overwrite=overwrite, arch=arch, observer=bar,
-                            extra_outputs=extra_outputs)
+                            extra_outputs=extra_outputs, proof=proof)
     if report is None:  # a rank other than 0
         return
     for note in report.notes:
@@ -111,9 +131,14 @@ def forget(
         tradeoff_plot(report, plot)
 
     def human() -> None:
+        columns = {"before": report.metrics.before, "after": report.metrics.after}
+        if report.reference_metrics is not None:
+            columns["reference"] = report.reference_metrics
         output.table(metrics_table(f"orthograd forget ({report.mode}-wise): {report.steps} steps, "
-                                   f"{report.stop_reason}",
-                                   {"before": report.metrics.before, "after": report.metrics.after}))
+                                   f"{report.stop_message}", columns))
+        output.table(verdict_table(report.verdict))
         output.line(f"wrote {', '.join(report.outputs.values())}")
+        output.line("verdict: " + ("every requirement met" if report.verdict.passed else "requirements NOT met"))
 
     output.result(report, human)
+    exit_on_verdict(output, report.verdict)

@@ -31,4 +31,5 @@ def merge(
 
     output = Output(as_json=as_json, quiet=quiet)
     summary = run_merge(str(base), str(adapter), str(out), arch, ignore_base_hash)
-    output.result(summary, lambda: output.line(f"wrote {out} ({summary.tensors} tensors)"))
+    card = f", and its run's model card {summary.card}" if summary.card else ""
+    output.result(summary, lambda: output.line(f"wrote {out} ({summary.tensors} tensors){card}"))

@@ -13,6 +13,19 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or 
 Forget = Annotated[Optional[str], typer.Option("--forget", "-f", help="CSV manifest of the samples to forget.")]
 Retain = Annotated[Optional[str], typer.Option("--retain", help="CSV manifest of a small slice of training data to keep.")]
 Test = Annotated[Optional[str], typer.Option("--test", "-t", help="CSV manifest of held-out test samples.")]
+Require = Annotated[Optional[list[str]], typer.Option(
+    "--require", help="A requirement the output must meet, e.g. 'forget_acc<=0.05', "
+                      "'test_acc>=original_test_acc-0.02', 'forget_loss_ks.p>=0.05' (repeatable); exit 5 when one "
+                      "fails. Built-in: target_reached, not_at_chance; drop one with '!target_reached'.")]
+Reference = Annotated[Optional[str], typer.Option(
+    "--reference", help="A model retrained without the forget data (same architecture): adds the metrics that "
+                        "compare with it (forget_loss_ks, forget_loss_emd, privleak, tow, avg_gap).")]
+LogFormat = Annotated[str, typer.Option(
+    "--log-format", help="Progress on stderr: auto (a bar on a terminal, a plain line per check otherwise), plain, "
+                         "or jsonl (one JSON object per line: start, check, end, note, warning, error).")]
+MaxMinutes = Annotated[Optional[float], typer.Option(
+    "--max-minutes", min=0.001, help="A time budget per run: end at the first check after it and report what was "
+                                     "reached (stop reason time_budget). Same as --set method.stop.max_minutes=M.")]
 ForgetTest = Annotated[Optional[str], typer.Option(
     "--forget-test", help="CSV manifest of the forgotten group's unseen samples (e.g. the speaker's test recordings).")]
 

@@ -16,17 +16,34 @@ def console(stderr: bool = False):
 
 
 class Output:
-    def __init__(self, as_json: bool = False, quiet: bool = False):
-        self.as_json, self.quiet = as_json, quiet
+    def __init__(self, as_json: bool = False, quiet: bool = False, log_format: str = "auto"):
+        from orthograd_cli.cli.progress import LOG_FORMATS
+
+        if log_format not in LOG_FORMATS:
+            from orthograd_cli.errors import UsageError
+
+            raise UsageError(f"--log-format {log_format}: not a log format", f"choose {', '.join(LOG_FORMATS)}")
+        self.as_json, self.quiet, self.jsonl = as_json, quiet, log_format == "jsonl"
 
     def info(self, message: str) -> None:
         """A diagnostic on stderr (not with --quiet)."""
-        if not self.quiet:
+        if self.quiet:
+            return
+        if self.jsonl:
+            from orthograd_cli.cli.progress import emit
+
+            emit("note", message=message)
+        else:
             console(stderr=True).print(message, highlight=False)
 
     def warn(self, message: str) -> None:
         """A warning on stderr, shown even with --quiet."""
-        sys.stderr.write(f"warning: {message}\n")
+        if self.jsonl:
+            from orthograd_cli.cli.progress import emit
+
+            emit("warning", message=message)
+        else:
+            sys.stderr.write(f"warning: {message}\n")
 
     def line(self, text: str) -> None:
         """A line of the human result on stdout (not with --json)."""
@@ -46,14 +63,19 @@ class Output:
             human()
 
 
-def _fmt(entry) -> str:
-    if entry is None or entry.value is None:
-        return "–"
-    return f"{entry.value:.4f}"
+def _fmt(value) -> str:
+    return "–" if value is None else f"{value:.4f}"
+
+
+def _value(entry, part: str | None):
+    if entry is None:
+        return None
+    return entry.value if part is None else (entry.fields or {}).get(part)
 
 
 def metrics_table(title: str, columns: dict[str, dict]):
-    """Rows are metric names, columns e.g. before / after / original (each a dict of report Metrics)."""
+    """Rows are metric names (and a test's fields, e.g. forget_loss_ks.p), columns e.g. before / after /
+    original (each a dict of report Metrics)."""
     from rich.table import Table
 
     table = Table(title=title, title_justify="left")
@@ -67,9 +89,48 @@ def metrics_table(title: str, columns: dict[str, dict]):
     for name in names:
         goal_source = next(m[name] for m in columns.values() if name in m)
         if goal_source.target is not None:
-            goal = f"→ {goal_source.target}"
+            target = goal_source.target
+            goal = f"→ {target:.4g}" if isinstance(target, float) else f"→ {target}"
         else:
             better = goal_source.higher_is_better
             goal = "" if better is None else "higher" if better else "lower"
-        table.add_row(name, *[_fmt(m.get(name)) for m in columns.values()], goal)
+        table.add_row(name, *[_fmt(_value(m.get(name), None)) for m in columns.values()], goal)
+        for part in (goal_source.fields or {}):
+            if part != "statistic":  # the statistic is the metric's value, on the row above
+                table.add_row(f"{name}.{part}", *[_fmt(_value(m.get(name), part)) for m in columns.values()],
+                              "higher" if part == "p" else "")
+    return table
+
+
+def argv_of(ctx) -> list[str]:
+    """The command line as given (arguments only), for the report's audit trail."""
+    import sys
+
+    return list(ctx.obj["argv"]) if ctx is not None and isinstance(ctx.obj, dict) else sys.argv[1:]
+
+
+def exit_on_verdict(output: Output, verdict) -> None:
+    """A completed command whose output failed a requirement: each failure and the hint on stderr, exit 5
+    (outputs are written; a pipeline may look at them)."""
+    import typer
+
+    from orthograd_cli.requirements import EXIT_NOT_MET, failure_lines
+
+    if verdict.passed:
+        return
+    for line in failure_lines(verdict):
+        output.warn(line)
+    if verdict.hint:
+        output.warn(f"hint: {verdict.hint}")
+    raise typer.Exit(EXIT_NOT_MET)
+
+
+def verdict_table(verdict):
+    from rich.table import Table
+
+    table = Table(title="requirements", title_justify="left")
+    for column in ("requirement", "verdict", "detail"):
+        table.add_column(column)
+    for row in verdict.requirements:
+        table.add_row(row.requirement, "pass" if row.passed else "FAIL", row.detail)
     return table

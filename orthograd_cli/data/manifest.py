@@ -153,3 +153,30 @@ def check_disjoint(forget: Manifest, other: Manifest, role: str = "retain") -> N
     if both:
         raise ManifestError(f"{other.path}: {len(both)} sample(s) also in the forget set {forget.path}, "
                             f"e.g. ids {both[:3]}", f"remove them from the {role} manifest")
+
+
+def content_sha256(manifest: Manifest) -> str:
+    """sha256 over the sha256 of every file the manifest lists, in manifest order: the data itself, so an image
+    changed under the same CSV changes it (the manifest's own sha256 would not)."""
+    from orthograd_cli.models.checkpoint import file_sha256
+
+    combined = hashlib.sha256()
+    for sample in manifest.samples:
+        try:
+            combined.update(file_sha256(sample.path).encode() + b"\n")
+        except OSError as exc:
+            raise ManifestError(f"{manifest.path} row {sample.row}: cannot read {sample.path} ({exc.strerror})",
+                                "check the file") from None
+    return combined.hexdigest()
+
+
+
+def listed_paths(path: Path) -> list[Path]:
+    """The files a manifest lists, resolved, read without validating anything else (preflight.py: before the
+    task and the model are known)."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            rows = list(csv.DictReader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return []  # the full read names the problem
+    return [(path.parent / row["path"]).resolve() for row in rows if row.get("path")]

@@ -20,6 +20,7 @@ from orthograd_cli.models.checkpoint import atomic_path, write_text_atomic
 from orthograd_cli.context import RunContext
 from orthograd_cli.recipe import Recipe, parse_recipe
 from orthograd_cli.outputs import claimed_folder
+from orthograd_cli.jobs.proof import Proof
 from orthograd_cli.report import CompareReport, CompareRow, CompareRun, MeanStd, Sweep, dump
 
 COLUMNS = {  # summary column -> (what it reads from a run's metrics, label)
@@ -47,27 +48,42 @@ def check_methods(methods: list[str]) -> None:
 
 
 def _mean_std(values: list[float]) -> MeanStd:
+    """Mean, sample standard deviation and the 95 % Student-t interval of the mean over the seeds (one value:
+    the mean alone; nothing to say about its spread)."""
+    from scipy import stats
+
     values = [v for v in values if v is not None]
     if not values:
         return MeanStd(mean=None, std=None, n=0)
-    return MeanStd(mean=statistics.fmean(values), std=statistics.pstdev(values) if len(values) > 1 else 0.0,
-                   n=len(values))
+    mean = statistics.fmean(values)
+    if len(values) == 1:
+        return MeanStd(mean=mean, std=None, n=1)
+    std = statistics.stdev(values)
+    half = stats.t.ppf(0.975, len(values) - 1) * std / len(values) ** 0.5
+    return MeanStd(mean=mean, std=std, n=len(values), ci95=(mean - half, mean + half))
 
 
 def summarise(method: str, runs: list[CompareRun], chosen: dict | None = None) -> CompareRow:
-    done = [r for r in runs if r.status == "ok"]
+    done = [r for r in runs if r.status != "failed"]  # ran: their numbers count, whether or not they passed
+    failures = [r.reason for r in runs if r.status == "failed"]
+    failures += [f"seed {r.seed}: " + "; ".join(row.requirement + " not met (" + row.detail + ")"
+                                                for row in r.verdict.requirements if not row.passed)
+                 for r in runs if r.status == "not_met"]
     return CompareRow(method=method, runs=len(runs), failed=len(runs) - len(done),
-                      failures=[r.reason for r in runs if r.status != "ok"], chosen=chosen or {},
+                      passed=sum(r.status == "ok" for r in runs), failures=failures, chosen=chosen or {},
                       **{column: _mean_std([read(r.metrics) for r in done]) for column, (read, _) in COLUMNS.items()},
                       steps=_mean_std([r.steps for r in done]), wall_s=_mean_std([r.wall_s for r in done]))
 
 
 def run_compare(model_path: str, manifests: dict, recipe: Recipe, methods: list[str], seeds: int,
                 out_dir: str, overwrite: bool = False, arch: str | None = None, observer=None,
-                on_run=None, sweep: dict[str, list] | None = None, select: str = "uis") -> CompareReport:
+                on_run=None, sweep: dict[str, list] | None = None, select: str = "uis",
+                proof: Proof | None = None) -> CompareReport:
     """Every method × seed into OUT/<method>/seed<N>/ and the summary beside them; with `sweep` ({recipe key:
     values}), each method's setting chosen first on a validation split. The folder appears only when at
-    least one run succeeded; when none did, CompareFailed carries the report (nothing is written)."""
+    least one run ran; when none did, CompareFailed carries the report (nothing is written). `proof`: each
+    run's requirements and the reference model (scored once for all runs); a method passes when every one of
+    its runs meets every requirement."""
     from orthograd_cli.jobs import sweep as sweeping
     from orthograd_cli.jobs.forget import check_recipe_fits_task, forget_into, output_bytes
     from orthograd_cli.loading import load_everything
@@ -75,14 +91,19 @@ def run_compare(model_path: str, manifests: dict, recipe: Recipe, methods: list[
     if not methods:
         raise UsageError("methods: no method given", "name one or more, e.g. orthograd,neggrad_plus")
     check_methods(methods)
+    proof = proof or Proof.of(recipe, None, "compare")
+    proof.check(manifests, recipe, original=True)
     loaded = load_everything(model_path, recipe, manifests, arch)  # validated and decoded once for every run
     recipe = loaded.recipe  # with the checkpoint's recorded preprocessing
+    proof.check_task(loaded, original=True)
+    reference = proof.reference(recipe, arch)
     context = RunContext.of(recipe)  # one process; each run derives its own from it
     specs = {method: with_method(recipe, method) for method in methods}
     for spec in specs.values():
         check_recipe_fits_task(spec, loaded.task)
     out = Path(out_dir)
-    with claimed_folder(out, "compare", loaded.input_paths, overwrite, output_bytes(loaded) * len(methods) * seeds,
+    inputs = [*loaded.input_paths, *([reference[0].path] if reference else [])]
+    with claimed_folder(out, "compare", inputs, overwrite, output_bytes(loaded) * len(methods) * seeds,
                         loaded.sample_paths) as folder:
         sweep_report, chosen = None, {}
         if sweep:
@@ -98,7 +119,7 @@ def run_compare(model_path: str, manifests: dict, recipe: Recipe, methods: list[
                                  validation=f"retain split {1 - sweeping.VALIDATION_SHARE:.0%} / "
                                             f"{sweeping.VALIDATION_SHARE:.0%} (retain_fit / retain_val), seed "
                                             f"{recipe.seed}; the forget set whole")
-        rows, runs, failures = [], {}, []
+        rows, runs, failures, reference_metrics = [], {}, [], None
         for method in methods:
             runs[method] = []
             for seed in range(recipe.seed, recipe.seed + seeds):
@@ -107,9 +128,14 @@ def run_compare(model_path: str, manifests: dict, recipe: Recipe, methods: list[
                 run_dir = Path(method) / f"seed{seed}"
                 try:
                     (folder / run_dir).mkdir(parents=True)
-                    report = forget_into(loaded, context.derive(spec), folder / run_dir, out / run_dir, observer)
-                    run = CompareRun(status="ok", seed=seed, steps=report.steps, wall_s=report.wall_s,
-                                     stop_reason=report.stop_reason, metrics=report.metrics.after,
+                    if observer is not None:
+                        observer.run(f"{method} seed {seed}")
+                    report = forget_into(loaded, context.derive(spec), folder / run_dir, out / run_dir, observer,
+                                         proof)
+                    reference_metrics = report.reference_metrics
+                    run = CompareRun(status="ok" if report.verdict.passed else "not_met", seed=seed,
+                                     steps=report.steps, wall_s=report.wall_s, stop_reason=report.stop_reason,
+                                     metrics=report.metrics.after, verdict=report.verdict,
                                      report=str(out / run_dir / "report.json"))
                 except OrthogradError as err:
                     failures.append(err)
@@ -122,10 +148,13 @@ def run_compare(model_path: str, manifests: dict, recipe: Recipe, methods: list[
                 if on_run:
                     on_run(method, seed, run)
             rows.append(summarise(method, runs[method], chosen.get(method)))
-        rows.sort(key=lambda r: (r.uis.mean is None, r.uis.mean if r.uis.mean is not None else 0))
+        rows.sort(key=lambda r: (r.passed < r.runs, r.uis.mean is None, r.uis.mean if r.uis.mean is not None else 0))
         report = CompareReport(model=str(model_path), mode=recipe.eval.mode, seeds=seeds, methods=methods,
                                summary=rows, runs=runs, recipe=recipe.model_dump(mode="json"),
-                               recipe_sha256=context.recipe_sha256, sweep=sweep_report)
+                               recipe_sha256=context.recipe_sha256, sweep=sweep_report,
+                               reference=proof.reference_path, reference_metrics=reference_metrics,
+                               requirements=proof.gate.texts,
+                               passing_methods=[row.method for row in rows if row.passed == row.runs])
         if len(failures) == len(methods) * seeds:
             raise CompareFailed(report, failures)
         write_outputs(report, folder)
@@ -170,18 +199,21 @@ def with_method(recipe: Recipe, method: str) -> Recipe:
 
 
 def fmt(cell: MeanStd, digits: int = 4) -> str:
+    """mean ± sample std over the seeds; one seed: the mean alone."""
     if cell.mean is None:
         return "–"
+    if cell.std is None:
+        return f"{cell.mean:.{digits}f}"
     return f"{cell.mean:.{digits}f} ± {cell.std:.{digits}f}"
 
 
 def table_rows(report: CompareReport) -> tuple[list[str], list[list[str]]]:
     swept = report.sweep is not None
-    header = ["method", "runs ok"] + [label for _, label in COLUMNS.values()] + ["steps", "run time s"]
+    header = ["method", "passed"] + [label for _, label in COLUMNS.values()] + ["steps", "run time s"]
     header += ["chosen setting"] if swept else []
     body = []
     for row in report.summary:
-        cells = [row.method, f"{row.runs - row.failed}/{row.runs}"] + [fmt(getattr(row, c)) for c in COLUMNS]
+        cells = [row.method, f"{row.passed}/{row.runs}"] + [fmt(getattr(row, c)) for c in COLUMNS]
         cells += [fmt(row.steps, 1), fmt(row.wall_s, 1)]
         cells += [", ".join(f"{k}={v}" for k, v in row.chosen.items())] if swept else []
         body.append(cells)
@@ -195,10 +227,12 @@ def write_outputs(report: CompareReport, out: Path) -> None:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     columns = [*COLUMNS, "steps", "wall_s"]
-    writer.writerow(["method", "runs", "failed"] + [f"{c}_{s}" for c in columns for s in ("mean", "std")])
+    stats = ("mean", "std", "ci95_low", "ci95_high")
+    writer.writerow(["method", "runs", "failed", "passed"] + [f"{c}_{s}" for c in columns for s in stats])
     for row in report.summary:
-        writer.writerow([row.method, row.runs, row.failed]
-                        + [getattr(getattr(row, c), s) for c in columns for s in ("mean", "std")])
+        cells = [getattr(row, c) for c in columns]
+        writer.writerow([row.method, row.runs, row.failed, row.passed]
+                        + [v for cell in cells for v in (cell.mean, cell.std, *(cell.ci95 or (None, None)))])
     write_text_atomic(out / "compare.csv", buffer.getvalue())
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cells) + " |" for cells in body]

@@ -10,11 +10,12 @@ from orthograd_cli.errors import CheckpointError
 from orthograd_cli.loading import load_checkpoint_and_info, load_everything
 from orthograd_cli.models.checkpoint import Checkpoint
 from orthograd_cli.metrics.evaluation import measure, metrics_from
-from orthograd_cli.metrics.sanity import chance_problems
 from orthograd_cli.models.registry import load_model
 from orthograd_cli.recipe import Recipe
 from orthograd_cli.outputs import check_not_an_input, check_output_file
-from orthograd_cli.report import EvaluateReport, Metrics, provenance, write_report
+from orthograd_cli.report import Audit, EvaluateReport, Metrics, provenance, write_report
+from orthograd_cli.jobs.proof import Proof, chance_check
+from orthograd_cli.metrics.reference import add_reference_metrics
 from orthograd_cli.context import RunContext
 
 
@@ -26,11 +27,17 @@ def gaps_to_reference(metrics: Metrics, reference: Metrics) -> dict[str, float]:
 
 def run_evaluate(model_path: str, manifests: dict, recipe: Recipe, original_path: str | None = None,
                  arch: str | None = None, reference_path: str | None = None, strict: bool = False,
-                 out_path: str | None = None) -> EvaluateReport:
-    """Measure the model; with `out_path`, also write the report there (checked before any work)."""
-    loaded = load_everything(model_path, recipe, manifests, arch)
+                 out_path: str | None = None, proof: Proof | None = None) -> EvaluateReport:
+    """Measure the model; with `out_path`, also write the report there (checked before any work). `proof`: the
+    requirements and the command line (its reference_path is `reference_path`)."""
+    proof = proof or Proof.of(recipe, None, "evaluate", reference_path)
+    proof.reference_path = reference_path
+    proof.check(manifests, recipe, original=original_path is not None, mode_known="mode" in recipe.eval.model_fields_set)
+    loaded = load_everything(model_path, recipe, manifests, arch, recorded_mode=True)
+    recipe = loaded.recipe
+    proof.check_task(loaded, original=original_path is not None)
     original = load_checkpoint_and_info(original_path, recipe, arch) if original_path else None
-    reference = load_checkpoint_and_info(reference_path, recipe, arch) if reference_path else None
+    reference = proof.reference(recipe, arch)
     mismatch = check_original(loaded.checkpoint, original[0], strict) if original else None
     if out_path:
         check_output_file(out_path, [*loaded.input_paths, *(c.path for c, _ in filter(None, (original, reference)))])
@@ -47,37 +54,35 @@ def run_evaluate(model_path: str, manifests: dict, recipe: Recipe, original_path
 
     results = results_of(loaded.build_model(runtime.device))
     original_results = results_of(load_model(*original)) if original is not None else None
+    metrics = metrics_of(results)
+    original_metrics = metrics_of(original_results) if original_results is not None else None
+    reference_metrics, gaps = None, None
+    reference_results = proof.reference_results(loaded, runtime.device)
+    if reference_results is not None:
+        reference_metrics = metrics_of(reference_results)
+        gaps = gaps_to_reference(metrics, reference_metrics)
+        add_reference_metrics(metrics, results, reference_metrics, reference_results, mode, task.accuracy_name)
+        if original_metrics is not None:
+            add_reference_metrics(original_metrics, original_results, reference_metrics, reference_results, mode,
+                                  task.accuracy_name)
+    at_chance = chance_check(results, task, loaded.info)
     report = EvaluateReport(
-        model=str(model_path), task=task.name, mode=mode, metrics=metrics_of(results), notes=loaded.notes,
-        warnings=([mismatch] if mismatch else []) + [f"the model is at chance {problem}: {task.chance_hint}"
-                                                      for problem in chance_problems(results, task, loaded.info)],
+        model=str(model_path), task=task.name, mode=mode, metrics=metrics, notes=loaded.notes,
+        warnings=([mismatch] if mismatch else []) + ([] if at_chance[0] else
+                                                     [f"the model is {at_chance[1]}: {task.chance_hint}"]),
+        original_metrics=original_metrics, reference=reference_path, reference_metrics=reference_metrics,
+        gap_to_reference=gaps,
+        verdict=proof.gate.verdict(metrics, original_metrics, reference_metrics, checks={"not_at_chance": at_chance},
+                                   hints={"not_at_chance": f"{task.chance_hint}; --require '!not_at_chance' accepts it",
+                                          "comparison": "the report is written for inspection"}),
+        audit=Audit(command_line=proof.command_line, data_sha256=loaded.data_sha256),
         provenance=provenance(runtime.device, recipe.seed, model=loaded.checkpoint.sha256,
                               original=original[0].sha256 if original else None,
                               reference=reference[0].sha256 if reference else None, recipe=context.recipe_sha256,
                               **{f"manifest_{n}": m.sha256 for n, m in loaded.manifests.items()}))
-    if original_results is not None:
-        report.original_metrics = metrics_of(original_results)
-    if reference is not None:
-        report.reference = str(reference_path)
-        report.reference_metrics = metrics_of(results_of(load_model(*reference)))
-        report.gap_to_reference = gaps_to_reference(report.metrics, report.reference_metrics)
-        target_the_reference(report.metrics, report.reference_metrics)
     if out_path:
         write_report(report, Path(out_path))
     return report
-
-
-MEMBERSHIP_METRICS = ("mia_logreg_loss_cv", "mia_efficacy")
-
-
-def target_the_reference(metrics: Metrics, reference: Metrics) -> None:
-    """With a model retrained without the forget data, its own membership scores are the targets: the
-    attack's accuracy on it is what "never saw the forget set" looks like on this data."""
-    for name in MEMBERSHIP_METRICS:
-        if name in metrics and name in reference and reference[name].value is not None:
-            metrics[name].target = reference[name].value
-            metrics[name].higher_is_better = None
-            metrics[name].definition += "; target: the reference model's value"
 
 
 def check_original(model: Checkpoint, original: Checkpoint, strict: bool) -> str | None:

@@ -20,7 +20,11 @@ from orthograd_cli.outputs import check_not_an_input, check_output_file, check_o
 from orthograd_cli.models.registry import checkpoint_state, load_model
 from orthograd_cli.models.hf_folder import copy_companions
 from orthograd_cli.recipe import Recipe, preprocessing_metadata
-from orthograd_cli.report import BeforeAfter, ForgetReport, provenance, provenance_metadata, write_report
+from orthograd_cli.card import CARD_NAME, card_text, write_card
+from orthograd_cli.jobs.proof import CHANCE_HINT, COMPARISON_HINT, Proof, chance_check, target_hint
+from orthograd_cli.metrics.reference import add_reference_metrics
+from orthograd_cli.models.checkpoint import file_sha256
+from orthograd_cli.report import Audit, BeforeAfter, ForgetReport, provenance, provenance_metadata, write_report
 from orthograd_cli.runtime import pick_device
 
 ADAM_NOTE = ("method.optimizer=adam rescales each coordinate of d, so the update is no longer exactly "
@@ -37,12 +41,18 @@ def check_recipe_fits_task(recipe: Recipe, task) -> None:
 
 def run_forget(model_path: str, manifests: dict, recipe: Recipe, out_dir: str,
                overwrite: bool = False, arch: str | None = None, observer: Observer | None = None,
-               extra_outputs: tuple = ()) -> ForgetReport:
-    """Validate everything, claim `out_dir`, unlearn, and write the checkpoint, adapter and report into it.
-    `extra_outputs`: other files the caller will write (a plot), checked with the same rules up front."""
+               extra_outputs: tuple = (), proof: Proof | None = None) -> ForgetReport:
+    """Validate everything, claim `out_dir`, unlearn, and write the checkpoint, adapter, card and report into it.
+    `extra_outputs`: other files the caller will write (a plot), checked with the same rules up front. `proof`:
+    the requirements, the reference model and the command line (default: the recipe's requirements)."""
+    proof = proof or Proof.of(recipe, None, "forget")
+    proof.check(manifests, recipe, original=True)
     loaded = load_everything(model_path, recipe, manifests, arch)
     recipe = loaded.recipe  # with the checkpoint's recorded preprocessing
     check_recipe_fits_task(recipe, loaded.task)
+    proof.check_task(loaded, original=True)
+    reference = proof.reference(recipe, arch)
+    inputs = [*loaded.input_paths, *([reference[0].path] if reference else [])]
     collective = distributed.start(pick_device(recipe.device))  # None in a single process
     context = RunContext.of(recipe, collective)
     try:
@@ -50,12 +60,12 @@ def run_forget(model_path: str, manifests: dict, recipe: Recipe, out_dir: str,
             check_fits_world(loaded, collective.world_size)
             if collective.rank != 0:  # the same steps and evaluations into a scratch folder; rank 0 writes
                 with tempfile.TemporaryDirectory(prefix="orthograd-rank") as scratch:
-                    _forget_into(loaded, context, Path(scratch), None)
+                    _forget_into(loaded, context, Path(scratch), None, proof)
                 return None
         check_extra_outputs(loaded, out_dir, extra_outputs)
-        with claimed_folder(out_dir, "forget", loaded.input_paths, overwrite, output_bytes(loaded),
+        with claimed_folder(out_dir, "forget", inputs, overwrite, output_bytes(loaded),
                             loaded.sample_paths) as folder:
-            return forget_into(loaded, context, folder, Path(out_dir), observer)
+            return forget_into(loaded, context, folder, Path(out_dir), observer, proof)
     finally:
         distributed.stop(collective)
 
@@ -106,18 +116,19 @@ def output_bytes(loaded: Loaded) -> int:
 
 
 def forget_into(loaded: Loaded, context: RunContext, folder: Path, final: Path,
-                observer: Observer | None = None) -> ForgetReport:
+                observer: Observer | None = None, proof: Proof | None = None) -> ForgetReport:
     """One forget run of `context.recipe` on inputs already loaded and validated, written into `folder` (renamed
-    to `final` by the caller); `compare` reuses the loaded inputs across runs. The provenance's recipe sha256 is
-    the context's, that of the recipe the report holds."""
-    report = _forget_into(loaded, context, folder, observer)
-    report.outputs = {name: str(final / name) for name in ("model.safetensors", "adapter", "report.json")
+    to `final` by the caller); `compare` reuses the loaded inputs (and the scored reference) across runs. The
+    provenance's recipe sha256 is the context's, that of the recipe the report holds."""
+    proof = proof or Proof.of(context.recipe, None, "forget")
+    report = _forget_into(loaded, context, folder, observer, proof)
+    report.outputs = {name: str(final / name) for name in ("model.safetensors", "adapter", CARD_NAME, "report.json")
                       if (folder / name).exists() or name == "report.json"}
     write_report(report, folder / "report.json")
     return report
 
 
-def _forget_into(loaded: Loaded, context: RunContext, tmp_dir: Path, observer) -> ForgetReport:
+def _forget_into(loaded: Loaded, context: RunContext, tmp_dir: Path, observer, proof: Proof) -> ForgetReport:
     from orthograd_cli.methods import get_method
     from orthograd_cli.methods.loop import run_unlearning
     from orthograd_cli.methods.sampler import UnlearnSampler
@@ -153,9 +164,10 @@ def _forget_into(loaded: Loaded, context: RunContext, tmp_dir: Path, observer) -
         result = run_unlearning(model, params, forget_update, retain, sampler, stop, direction_fn, task.mean_loss,
                                 spec, runtime, observer, collective)
         prov = provenance(runtime.device, recipe.seed, base=loaded.checkpoint.sha256, recipe=context.recipe_sha256,
+                          reference=proof.reference(recipe, None)[0].sha256 if proof.reference_path else None,
                           **{f"manifest_{n}": m.sha256 for n, m in loaded.manifests.items()})
         metadata = {**loaded.checkpoint.metadata, **loaded.info.metadata(), **preprocessing_metadata(recipe.data),
-                    **provenance_metadata(prov)}
+                    **provenance_metadata(prov), "orthograd.mode": recipe.eval.mode}
         merged = _merged_weights(model, loaded, recipe, tmp_dir, metadata)
     prov.deterministic = reproducibility.deterministic
     if collective is not None:
@@ -169,24 +181,46 @@ def _forget_into(loaded: Loaded, context: RunContext, tmp_dir: Path, observer) -
     unlearned = load_model(Checkpoint(path=tmp_dir / "model.safetensors", state_dict=merged), loaded.info)
     after = measure(unlearned.to(runtime.device).eval(), sets, batch, runtime.device, task, collective)
     mode, mia = recipe.eval.mode, recipe.eval.mia
+    metrics = BeforeAfter(before=metrics_from(before, mode, task, before, mia, recipe.seed, target),
+                          after=metrics_from(after, mode, task, before, mia, recipe.seed, target))
+    reference_results = proof.reference_results(loaded, runtime.device, collective)
+    reference_metrics = None
+    if reference_results is not None:
+        reference_metrics = metrics_from(reference_results, mode, task, before, mia, recipe.seed, target)
+        for own, results in ((metrics.before, before), (metrics.after, after)):
+            add_reference_metrics(own, results, reference_metrics, reference_results, mode, task.accuracy_name)
     warnings = []
     if result.steps == 0:
         warnings.append(f"nothing was unlearned: the forget data already meet the target before any step (forget "
                         f"{task.accuracy_name} {result.history[0][stop.watched]:.4f} <= {target:.4f}, "
                         f"{target_source}); the output's weights equal the input's")
-    return ForgetReport(
+    target_reached = result.stop_reason in ("target", "already_at_target")
+    at_chance = chance_check(after, task, loaded.info)
+    if not at_chance[0]:
+        warnings.append(f"the unlearned model is {at_chance[1]}: unlearning destroyed what it knew")
+    verdict = proof.gate.verdict(
+        metrics.after, metrics.before, reference_metrics,
+        checks={"target_reached": (target_reached, result.stop_message), "not_at_chance": at_chance},
+        hints={"target_reached": target_hint(result.stop_reason, spec),
+               "not_at_chance": CHANCE_HINT, "comparison": COMPARISON_HINT})
+    output_sha256 = {"model.safetensors": file_sha256(tmp_dir / "model.safetensors")}
+    report = ForgetReport(
         method=spec.name,
         task=task.name,
         mode=mode,
         steps=result.steps,
         stop_reason=result.stop_reason,
+        stop_message=result.stop_message,
+        target_reached=target_reached,
         target_forget_acc=target,
         target_source=target_source,
         retain_batch_size=retain_batch_size,
         wall_s=round(result.wall_s, 3),
         trainable_parameters=int(sum(p.numel() for p in params.values())),
-        metrics=BeforeAfter(before=metrics_from(before, mode, task, before, mia, recipe.seed, target),
-                            after=metrics_from(after, mode, task, before, mia, recipe.seed, target)),
+        metrics=metrics,
+        reference=proof.reference_path,
+        reference_metrics=reference_metrics,
+        verdict=verdict,
         diagnostics=result.diagnostics,
         history=result.history,
         retain_ids_sha256=result.retain_ids_sha256,
@@ -194,7 +228,13 @@ def _forget_into(loaded: Loaded, context: RunContext, tmp_dir: Path, observer) -
         warnings=warnings,
         recipe=recipe.model_dump(mode="json"),
         provenance=prov,
+        audit=Audit(command_line=proof.command_line, data_sha256=loaded.data_sha256, output_sha256=output_sha256),
     )
+    card = card_text(report, output_sha256["model.safetensors"], loaded.data_samples)
+    write_card(card, tmp_dir)
+    if (tmp_dir / "adapter").is_dir():  # `orthograd merge` of this adapter keeps this card (peft wrote its own)
+        write_card(card, tmp_dir / "adapter")
+    return report
 
 
 def _merged_weights(model, loaded: Loaded, recipe: Recipe, tmp_dir: Path, metadata: dict) -> dict:

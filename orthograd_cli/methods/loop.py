@@ -30,7 +30,8 @@ from orthograd_cli.methods.stop import StopRule
 @dataclass
 class UnlearnResult:
     steps: int
-    stop_reason: str
+    stop_reason: str  # target, already_at_target, max_steps or time_budget
+    stop_message: str  # the same in words, with the numbers
     history: list[dict] = field(default_factory=list)  # one row per stop-rule check
     diagnostics: dict = field(default_factory=dict)
     retain_ids_sha256: str = ""
@@ -86,6 +87,16 @@ def apply_update(params: dict, update: dict, lr: float, optimizer) -> None:
             p.sub_(update[name] * scale.to(p.dtype))
 
 
+def over_budget(max_minutes: float | None, row: dict) -> bool:
+    """The time budget (method.stop.max_minutes) is spent at this check (its row's wall time, rank 0's)."""
+    return max_minutes is not None and row["wall_s"] >= max_minutes * 60
+
+
+def _reached(stop: StopRule, row: dict) -> str:
+    return (f"{stop.check_name.replace('_', ' ')} accuracy {row[stop.watched]:.4f} reached target "
+            f"{stop.target_forget_acc:.4f}")
+
+
 def run_unlearning(model, params: dict, forget_set, retain_set, sampler: UnlearnSampler, stop: StopRule,
                    direction_fn: Callable, loss_fn: Callable, spec, runtime, observer: Observer | None = None,
                    collective=None) -> UnlearnResult:
@@ -97,7 +108,8 @@ def run_unlearning(model, params: dict, forget_set, retain_set, sampler: Unlearn
     optimizer = torch.optim.Adam(params.values(), lr=spec.lr) if spec.optimizer == "adam" else None
     model.eval()
     started = time.perf_counter()
-    result = UnlearnResult(steps=0, stop_reason=f"max_steps ({spec.max_steps}) reached")
+    result = UnlearnResult(steps=0, stop_reason="max_steps",
+                           stop_message=f"max_steps ({spec.max_steps}) reached before the stop target")
     per_step: dict[str, list] = {key: [] for key in (*STATS, "unlearn_loss", "retain_loss")}
     unread: list[tuple[int, dict]] = []  # steps since the last check, diagnostics still on the device
     latest: dict = {}
@@ -114,6 +126,7 @@ def run_unlearning(model, params: dict, forget_set, retain_set, sampler: Unlearn
     def check(step: int) -> bool:
         read_steps()
         row = stop.check(model, step)  # with several processes every rank scores its share of the sets
+        row["wall_s"] = round(time.perf_counter() - started, 3)  # rank 0's clock decides the time budget for all
         if collective is not None:  # and rank 0's row decides for all, once every rank is seen to hold its weights
             collective.check_agreement(params, step)
             row = collective.broadcast(row)
@@ -123,7 +136,7 @@ def run_unlearning(model, params: dict, forget_set, retain_set, sampler: Unlearn
 
     observer.start(spec.max_steps)
     if check(0):
-        result.stop_reason = "forget accuracy already at target before any step"
+        result.stop_reason, result.stop_message = "already_at_target", "forget accuracy already at target before any step"
     else:
         for step in range(1, spec.max_steps + 1):
             forget_index, retain_index = sampler.next_step()
@@ -140,10 +153,18 @@ def run_unlearning(model, params: dict, forget_set, retain_set, sampler: Unlearn
             done = stop.due(step) and check(step)
             observer.step(step, result.history[-1], latest)
             if done:
-                last = result.history[-1][stop.watched]
-                result.stop_reason = (f"{stop.check_name.replace('_', ' ')} accuracy {last:.4f} reached target "
-                                      f"{stop.target_forget_acc:.4f}")
+                result.stop_reason, result.stop_message = "target", _reached(stop, result.history[-1])
                 break
+            if stop.due(step) and over_budget(spec.stop.max_minutes, result.history[-1]):
+                result.stop_reason = "time_budget"
+                result.stop_message = (f"time budget ({spec.stop.max_minutes:g} min) used at step {step}, "
+                                       f"{stop.check_name.replace('_', ' ')} accuracy "
+                                       f"{result.history[-1][stop.watched]:.4f}, target {stop.target_forget_acc:.4f}")
+                break
+        else:  # the budget ran out between checks: the weights as they are decide whether the target was met
+            if result.steps and not stop.due(result.steps) and check(result.steps):
+                result.stop_reason = "target"
+                result.stop_message = _reached(stop, result.history[-1]) + " at the last step"
         read_steps()
     result.wall_s = time.perf_counter() - started
     result.retain_ids_sha256 = sampler.retain_ids_sha256

@@ -9,6 +9,9 @@ from __future__ import annotations
 class Observer:
     """Does nothing; subclass and override what you need."""
 
+    def run(self, name: str) -> None:
+        """A run begins (compare: its method and seed), before its start()."""
+
     def start(self, max_steps: int) -> None:
         pass
 

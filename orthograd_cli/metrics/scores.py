@@ -8,11 +8,12 @@ from __future__ import annotations
 
 
 def metric(value: float | None, definition: str, n: int, higher_is_better: bool | None = None,
-           target: float | str | None = None):
+           target: float | str | None = None, fields: dict | None = None, source: str | None = None):
     from orthograd_cli.report import Metric
 
     return Metric(value=None if value is None else float(value), definition=definition, n=int(n),
-                  higher_is_better=None if target is not None else higher_is_better, target=target)
+                  higher_is_better=None if target is not None else higher_is_better, target=target, fields=fields,
+                  source=source)
 
 
 def accuracy(logits, labels) -> float:

@@ -278,7 +278,8 @@ CASES = [
         r / "model.safetensors", "--strict"), 3, "is not the model"),
     ("compare-every-run-fails", lambda r: compare_args(r, "--methods", "neggrad", "--set", "method.lr=1e30",
                                                        "--set", "method.stop.target_forget_acc=0",
-                                                       "--set", "method.max_steps=3"), 4, "all 1 runs failed"),
+                                                       "--set", "method.max_steps=3",
+                                                       "--require", "!target_reached"), 4, "all 1 runs failed"),
 ]
 
 
@@ -405,15 +406,18 @@ def test_overwrite_replaces_only_a_folder_orthograd_made(cli, workspace):
     out = workspace.parent / "out"
     out.mkdir()
     (out / "notes.txt").write_text("someone else's")
-    result = cli(*forget_args(workspace, None, None, None, "--overwrite", "--set", "method.max_steps=1"))
+    result = cli(*forget_args(workspace, None, None, None, "--overwrite", "--set", "method.max_steps=1",
+                 "--require", "!target_reached"))
     assert result.code == 2 and "did not write" in result.err and result.err.count("\n") == 1
     assert (out / "notes.txt").read_text() == "someone else's"
     (out / "notes.txt").unlink()
     out.rmdir()
-    first = cli(*forget_args(workspace, None, None, None, "--set", "method.max_steps=1"))
+    first = cli(*forget_args(workspace, None, None, None, "--set", "method.max_steps=1",
+                "--require", "!target_reached"))
     assert first.code == 0, first.err
     assert (out / ".orthograd-output").is_file()
-    again = cli(*forget_args(workspace, None, None, None, "--overwrite", "--set", "method.max_steps=1"))
+    again = cli(*forget_args(workspace, None, None, None, "--overwrite", "--set", "method.max_steps=1",
+                "--require", "!target_reached"))
     assert again.code == 0, again.err
     assert sorted(p.name for p in workspace.parent.iterdir()) == ["in", "out"]  # no lock, trash or temporary left
 
@@ -504,7 +508,8 @@ def test_an_original_that_is_not_the_recorded_base_is_a_warning(cli, workspace):
 
 def test_compare_that_fails_every_run_still_reports_each_reason_in_json(cli, workspace):
     result = cli(*compare_args(workspace, "--methods", "neggrad,neggrad_plus", "--set", "method.lr=1e30",
-                               "--set", "method.stop.target_forget_acc=0", "--set", "method.max_steps=3", "--json"))
+                               "--set", "method.stop.target_forget_acc=0", "--set", "method.max_steps=3",
+                               "--require", "!target_reached", "--json"))
     assert result.code == 4 and "all 2 runs failed" in result.err
     report = json.loads(result.out)
     assert [row["failed"] for row in report["summary"]] == [1, 1]

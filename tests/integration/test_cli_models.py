@@ -78,7 +78,7 @@ def test_class_wise_forgetting_removes_the_class_and_keeps_the_others(class_run)
     before, after = report["metrics"]["before"], report["metrics"]["after"]
     assert after["forget_acc"]["value"] <= 0.05
     assert before["test_acc"]["value"] - after["test_acc"]["value"] <= 0.03
-    assert report["stop_reason"].startswith("forget accuracy")
+    assert report["stop_reason"] == "target" and report["stop_message"].startswith("forget accuracy")
     diagnostics = report["diagnostics"]
     assert diagnostics["retain_rank"]["max"] <= 64 and 0 < diagnostics["kept_norm_ratio"]["median"] <= 1
     assert 0 <= diagnostics["conflict_share"]["median"] <= 1
@@ -106,6 +106,9 @@ def test_merge_of_the_adapter_reproduces_the_merged_checkpoint_exactly(cli, clas
     result = cli("merge", trained_model, class_run / "adapter", "--out", again)
     assert result.code == 0, result.err
     assert again.read_bytes() == (class_run / "model.safetensors").read_bytes()
+    # and keeps the run's model card beside it
+    assert result.out.count("model card") == 1
+    assert (tmp_path / "merged.README.md").read_bytes() == (class_run / "README.md").read_bytes()
 
 
 @pytest.mark.slow
@@ -189,7 +192,7 @@ def test_sample_wise_forgetting_stops_at_the_original_test_accuracy(cli, trained
     assert result.code == 0, result.err
     report = json.loads(result.out)
     before, after = report["metrics"]["before"], report["metrics"]["after"]
-    assert report["stop_reason"].startswith("forget accuracy")
+    assert report["stop_reason"] == "target" and report["stop_message"].startswith("forget accuracy")
     assert after["forget_acc"]["value"] <= before["test_acc"]["value"]
     # mean of 3 seeds ≤ 2 points is the bar; each seed alone must stay within it too here
     assert before["test_acc"]["value"] - after["test_acc"]["value"] <= 0.02
@@ -199,10 +202,12 @@ def test_sample_wise_forgetting_stops_at_the_original_test_accuracy(cli, trained
 def test_same_seed_gives_a_byte_identical_checkpoint(cli, trained_model, digits, tmp_path):
     args = ["forget", trained_model, "--forget", digits / "sample/forget.csv", "--retain",
             digits / "sample/retain.csv", "--test", digits / "test.csv", "--set", "method.max_steps=4",
+            "--require", "!target_reached",
             "--set", "method.retain_batch_size=16", "--quiet", "--json"]
     first, second = cli(*args, "--out", tmp_path / "a"), cli(*args, "--out", tmp_path / "b")
     assert first.code == second.code == 0
     assert (tmp_path / "a/model.safetensors").read_bytes() == (tmp_path / "b/model.safetensors").read_bytes()
+    assert (tmp_path / "a/README.md").read_bytes() == (tmp_path / "b/README.md").read_bytes()  # the card too
     assert json.loads(first.out)["provenance"]["deterministic"] is True  # every kernel had a deterministic version
 
 
@@ -237,13 +242,13 @@ def test_inspect_guesses_the_architecture_without_metadata(cli, trained_model, t
 
 
 @pytest.mark.slow
-def test_demo_runs_the_main_job_with_no_arguments(cli, tmp_path, monkeypatch):
-    monkeypatch.setenv("ORTHOGRAD_CACHE", str(tmp_path / "cache"))
+def test_demo_runs_the_main_job_with_no_arguments(cli, tmp_path, monkeypatch, image_cache, trained_model):
+    monkeypatch.setenv("ORTHOGRAD_CACHE", str(image_cache))  # the fixtures' digits and model, as the demo caches them
     result = cli("demo", "--out", tmp_path / "demo", "--quiet", "--json")
     assert result.code == 0, result.err
     runs = json.loads(result.out)["runs"]
     assert runs["class"]["metrics"]["after"]["forget_acc"]["value"] <= 0.05
-    assert runs["sample"]["stop_reason"].startswith("forget accuracy")
+    assert runs["sample"]["stop_reason"] == "target" and runs["sample"]["target_reached"]
     assert (tmp_path / "demo/class/model.safetensors").exists()
 
 

@@ -19,7 +19,7 @@ from orthograd_cli.cli.launch import split_nproc
 from tests.conftest import FORGET_CLASS
 from tests.integration.test_interrupt import nothing_left, start
 
-SHORT = ["--set", "method.max_steps=6", "--set", "method.stop.check_every=3", "--set",
+SHORT = ["--set", "method.max_steps=6", "--require", "!target_reached", "--set", "method.stop.check_every=3", "--set",
          "method.unlearn_batch_size=16", "--set", "method.retain_batch_size=16"]
 
 

@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 def short_forget(cli, trained_model, digits, out, *sets):
     args = ["forget", trained_model, "--forget", digits / "sample/forget.csv", "--retain",
             digits / "sample/retain.csv", "--test", digits / "test.csv", "--set", "method.max_steps=3",
+            "--require", "!target_reached",
             "--set", "method.retain_batch_size=16", "--set", "method.stop.check_every=1", "--out", out, "--quiet",
             "--json"]
     for assignment in sets:
@@ -125,14 +126,20 @@ def test_a_model_at_chance_is_refused_before_unlearning(cli, digits, tmp_path):
     save_checkpoint(torchvision.models.resnet18(num_classes=10).state_dict(), model,
                     {"orthograd.arch": "resnet18", "orthograd.num_classes": "10"})
     args = ["forget", model, "--forget", digits / "sample/forget.csv", "--retain", digits / "sample/retain.csv",
-            "--test", digits / "test.csv", "--set", "method.max_steps=1", "--out", tmp_path / "run", "--quiet"]
+            "--test", digits / "test.csv", "--set", "method.max_steps=1",
+            "--require", "!target_reached", "--out", tmp_path / "run", "--quiet"]
     refused = cli(*args)
     assert refused.code == 3 and "at chance" in refused.err and "preprocessing" in refused.err
     assert refused.err.count("\n") == 1 and not (tmp_path / "run").exists()
     evaluated = cli("evaluate", model, "--test", digits / "test.csv", "--quiet", "--json")
-    assert evaluated.code == 0 and "at chance on the test set" in evaluated.err
+    assert evaluated.code == 5 and "at chance on the test set" in evaluated.err  # never looks like success
+    assert "requirement not met: not_at_chance" in evaluated.err
     assert any("at chance" in warning for warning in json.loads(evaluated.out)["warnings"])
     forced = cli(*args, "--set", "eval.require_better_than_chance=false", "--json")
+    assert forced.code == 5 and "requirement not met: not_at_chance" in forced.err  # the output is at chance too
+    assert (tmp_path / "run" / "model.safetensors").exists()
+    forced = cli(*args, "--set", "eval.require_better_than_chance=false", "--require", "!not_at_chance", "--json",
+                 "--out", tmp_path / "accepted")
     assert forced.code == 0, forced.err
 
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-LONG_RUN = ["--set", "method.max_steps=100000", "--set", "method.stop.target_forget_acc=0",
+LONG_RUN = ["--set", "method.max_steps=100000",
+            "--require", "!target_reached", "--set", "method.stop.target_forget_acc=0",
             "--set", "method.stop.check_every=1000000"]
 
 
@@ -75,6 +76,7 @@ def test_sigkill_leaves_only_a_temporary_that_the_next_run_ignores(cli, trained_
     assert out.is_dir() and not any(out.iterdir())  # its claim: empty, and its lock names a dead process
     result = cli("forget", trained_model, "--forget", digits / "sample/forget.csv", "--retain",
                  digits / "sample/retain.csv", "--test", digits / "test.csv", "--set", "method.max_steps=2",
+                 "--require", "!target_reached",
                  "--out", out, "--quiet", "--json")
     assert result.code == 0, result.err
     assert (out / "model.safetensors").exists() and (out / "report.json").exists()
@@ -98,7 +100,8 @@ def test_a_second_job_on_a_claimed_output_fails_at_once(cli, trained_model, digi
 @pytest.mark.slow
 def test_a_file_another_job_writes_into_the_claimed_folder_is_never_replaced(trained_model, digits, tmp_path):
     out = tmp_path / "run"
-    process = launch("forget", trained_model, digits, out, "--set", "method.max_steps=40")
+    process = launch("forget", trained_model, digits, out, "--set", "method.max_steps=40",
+                     "--require", "!target_reached")
     wait_for(out.is_dir, process)
     (out / "theirs.txt").write_text("another job's result")
     _, err = process.communicate(timeout=300)
@@ -112,7 +115,7 @@ def test_a_file_another_job_writes_into_the_claimed_folder_is_never_replaced(tra
 def test_compare_interrupted_after_a_run_leaves_nothing(trained_model, digits, tmp_path):
     out = tmp_path / "compare"
     process = launch("compare", trained_model, digits, out, "--methods", "neggrad,orthograd", "--set",
-                     "method.max_steps=2")
+                     "method.max_steps=2", "--require", "!target_reached")
     wait_for(lambda: list(tmp_path.glob(".compare.tmp-*/neggrad/seed0/report.json")), process)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=60)
@@ -154,13 +157,16 @@ def test_every_exit_code_in_the_readme_table_is_what_the_cli_returns(cli, traine
         2: [*forget, "--set", "method.lrr=0.1", "--out", tmp_path / "b"],
         3: [*forget[:1], tmp_path / "missing.safetensors", *forget[2:], "--out", tmp_path / "c"],
         4: [*forget, "--set", "method.lr=1e30", "--set", "method.stop.target_forget_acc=0", "--set",
-            "method.max_steps=3", "--out", tmp_path / "d"],
+            "method.max_steps=3", "--require", "!target_reached", "--out", tmp_path / "d"],
+        5: [*forget, "--set", "method.max_steps=1", "--require", "forget_acc<=-1", "--out", tmp_path / "e"],
     }
     # the signals' codes are walked by test_a_signal_during_forget_exits_with_its_code_and_leaves_no_output
     assert set(readme_exit_codes()) == set(in_process) | set(SIGNAL_CODES)
     for code, argv in in_process.items():
         result = cli(*argv)
         assert result.code == code, (code, result.err)
-        if code:
+        if code == 5:  # completed: each failed requirement and the hint, and the outputs
+            assert "requirement not met: forget_acc<=-1" in result.err and (tmp_path / "e/model.safetensors").exists()
+        elif code:
             assert result.err.count("\n") == 1 and "Traceback" not in result.err, result.err
     assert "unexpected RuntimeError: a bug in a method" in cli(*in_process[1]).err

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
+from scipy import stats
 
 from orthograd_cli.methods import METHODS
 from tests.conftest import FORGET_CLASS
@@ -39,14 +41,15 @@ def scenario_args(digits, mode: str) -> list:
 def test_every_method_does_what_it_promises_and_reports_its_damage(cli, trained_model, digits, tmp_path, method,
                                                                     mode):
     result = cli("forget", trained_model, *scenario_args(digits, mode), "--set", f"method.name={method}",
-                 "--set", f"method.max_steps={STEPS}", "--out", tmp_path / "run", "--quiet", "--json")
+                 "--set", f"method.max_steps={STEPS}",
+                 "--require", "!target_reached", "--out", tmp_path / "run", "--quiet", "--json")
     assert result.code == 0, result.err
     report = json.loads(result.out)
     assert report["method"] == method and report["recipe"]["method"]["name"] == method
     before, after = report["metrics"]["before"], report["metrics"]["after"]
     if method == "finetune":
         assert after["retain_acc"]["value"] >= before["retain_acc"]["value"] - 0.01
-        assert report["steps"] == STEPS or report["stop_reason"].startswith("forget accuracy")
+        assert report["steps"] == STEPS or report["stop_reason"] == "target"
     else:
         assert after["forget_acc"]["value"] < before["forget_acc"]["value"]
     # the damage, whatever it is, is in the report: the test accuracy and the UIS computed from it
@@ -65,7 +68,8 @@ def test_every_method_does_what_it_promises_and_reports_its_damage(cli, trained_
 def test_compare_with_three_seeds_writes_table_json_csv_markdown_and_plot(cli, trained_model, digits, tmp_path):
     out = tmp_path / "compare"
     result = cli("compare", trained_model, *scenario_args(digits, "sample"), "--methods", "orthograd,neggrad",
-                 "--seeds", "3", "--set", "method.max_steps=10", "--out", out, "--quiet")
+                 "--seeds", "3", "--set", "method.max_steps=10",
+                 "--require", "!target_reached", "--out", out, "--quiet")
     assert result.code == 0, result.err
     assert "orthograd" in result.out and "UIS" in result.out
     report = json.loads((out / "compare.json").read_text())
@@ -77,8 +81,14 @@ def test_compare_with_three_seeds_writes_table_json_csv_markdown_and_plot(cli, t
         runs = report["runs"][row["method"]]
         values = [r["metrics"]["test_acc"]["value"] for r in runs]
         assert row["test_acc"]["mean"] == pytest.approx(sum(values) / 3) and row["test_acc"]["n"] == 3
+        # sample std and the 95 % Student-t interval of the mean, against numpy and scipy
+        std = float(np.std(values, ddof=1))
+        assert row["test_acc"]["std"] == pytest.approx(std, abs=1e-12)
+        mean = float(np.mean(values))
+        interval = stats.t.interval(0.95, 2, loc=mean, scale=std / np.sqrt(3)) if std > 0 else (mean, mean)
+        assert row["test_acc"]["ci95"] == pytest.approx(list(interval), abs=1e-12)
     assert (out / "orthograd/seed2/model.safetensors").exists()
-    assert (out / "compare.csv").read_text().startswith("method,runs,failed,ua_mean")
+    assert (out / "compare.csv").read_text().startswith("method,runs,failed,passed,ua_mean,ua_std,ua_ci95_low")
     assert (out / "compare.md").read_text().count("\n") == 4  # header, rule, two methods
     assert (out / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -93,7 +103,7 @@ def test_a_failing_method_is_reported_and_the_others_still_run(cli, trained_mode
     monkeypatch.setitem(METHODS, "neggrad", dataclasses.replace(METHODS["neggrad"], make=make))
     out = tmp_path / "compare"
     result = cli("compare", trained_model, *scenario_args(digits, "sample"), "--methods", "orthograd,neggrad",
-                 "--set", "method.max_steps=3", "--out", out, "--quiet", "--json")
+                 "--set", "method.max_steps=3", "--require", "!target_reached", "--out", out, "--quiet", "--json")
     assert result.code == 0, result.err
     report = json.loads(result.out)
     by_method = {row["method"]: row for row in report["summary"]}
@@ -140,14 +150,16 @@ def test_a_method_registered_in_a_test_runs_through_forget_and_compare(cli, trai
     monkeypatch.setitem(METHODS, "toy_ascent", toy_method())
     assert "toy_ascent" in cli("forget", "--help").out
     result = cli("forget", trained_model, *scenario_args(digits, "class"), "--set", "method.name=toy_ascent",
-                 "--set", "method.toy_ascent.scale=2", "--set", "method.max_steps=5", "--out", tmp_path / "run",
+                 "--set", "method.toy_ascent.scale=2", "--set", "method.max_steps=5",
+                 "--require", "!target_reached", "--out", tmp_path / "run",
                  "--quiet", "--json")
     assert result.code == 0, result.err
     report = ForgetReport.model_validate_json((tmp_path / "run/report.json").read_text())
     assert report.method == "toy_ascent" and report.recipe["method"]["toy_ascent"] == {"scale": 2.0}
     assert report.metrics.after["forget_acc"].value < report.metrics.before["forget_acc"].value
     compared = cli("compare", trained_model, *scenario_args(digits, "class"), "--methods", "toy_ascent,orthograd",
-                   "--set", "method.max_steps=5", "--out", tmp_path / "compare", "--quiet", "--json")
+                   "--set", "method.max_steps=5",
+                   "--require", "!target_reached", "--out", tmp_path / "compare", "--quiet", "--json")
     assert compared.code == 0, compared.err
     summary = CompareReport.model_validate_json((tmp_path / "compare/compare.json").read_text())
     assert {row.method for row in summary.summary} == {"toy_ascent", "orthograd"}

@@ -13,27 +13,6 @@ from tests.conftest import FORGET_CLASS
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def retrained_without_class(digits):
-    """The gold standard: the demo's resnet18 recipe trained on the digits without class 7 (about 15 s)."""
-    from orthograd_cli.data.digits import LABELS
-    from orthograd_cli.loading import load_set
-    from orthograd_cli.models.checkpoint import save_checkpoint
-    from orthograd_cli.models.registry import ModelInfo, build_model
-    from orthograd_cli.recipe import Recipe
-    from orthograd_cli.training import train_classifier
-
-    lines = (digits / "train.csv").read_text().splitlines()
-    kept = [lines[0]] + [line for line in lines[1:] if line.rsplit(",", 1)[1] != str(FORGET_CLASS)]
-    (digits / "train_without_class.csv").write_text("\n".join(kept) + "\n")
-    info = ModelInfo(arch="resnet18", num_classes=10, labels=LABELS)
-    train = load_set(digits / "train_without_class.csv", info, Recipe(), "train")
-    model = train_classifier(build_model(info), train, epochs=4, seed=0)
-    path = digits / "retrained_without_class.safetensors"
-    save_checkpoint(model.state_dict(), path, info.metadata())
-    return path
-
-
 def test_class_wise_forget_splits_the_full_test_set_itself(class_run, digits):
     report = json.loads((class_run / "report.json").read_text())
     labels = [line.rsplit(",", 1)[1] for line in (digits / "test.csv").read_text().splitlines()[1:]]
@@ -69,6 +48,7 @@ def test_a_retain_set_smaller_than_k_is_used_whole(cli, trained_model, digits, t
                                                + "\n")
     result = cli("forget", trained_model, "--forget", digits / "sample/forget.csv", "--retain",
                  tmp_path / "small_retain.csv", "--test", digits / "test.csv", "--set", "method.max_steps=3",
+                 "--require", "!target_reached",
                  "--set", "method.retain_batch_size=64", "--out", tmp_path / "run", "--json")
     assert result.code == 0, result.err
     report = json.loads(result.out)
@@ -80,6 +60,7 @@ def test_a_retain_set_smaller_than_k_is_used_whole(cli, trained_model, digits, t
 def test_sample_wise_target_is_the_original_accuracy_on_unseen_samples(cli, trained_model, digits, tmp_path):
     result = cli("forget", trained_model, "--forget", digits / "sample/forget.csv", "--retain",
                  digits / "sample/retain.csv", "--test", digits / "test.csv", "--set", "method.max_steps=2",
+                 "--require", "!target_reached",
                  "--out", tmp_path / "run", "--quiet", "--json")
     report = json.loads(result.out)
     assert report["target_forget_acc"] == report["metrics"]["before"]["test_acc"]["value"]
@@ -91,7 +72,8 @@ def test_a_tuned_compare_gives_every_method_the_same_budget_and_scrub_forgets(cl
     out = tmp_path / "compare"
     result = cli("compare", trained_model, "--forget", folder / "forget.csv", "--retain", folder / "retain.csv",
                  "--test", digits / "test.csv", "--set", "eval.mode=class", "--methods", "scrub,orthograd",
-                 "--sweep", "method.lr=0.05,0.2", "--set", "method.max_steps=60", "--out", out, "--quiet", "--json")
+                 "--sweep", "method.lr=0.05,0.2", "--set", "method.max_steps=60",
+                 "--require", "!target_reached", "--out", out, "--quiet", "--json")
     assert result.code == 0, result.err
     report = json.loads(result.out)
     candidates = report["sweep"]["candidates"]

@@ -19,7 +19,7 @@ from tests.conftest import FORGET_CLASS
 from tests.integration.test_distributed import ranks_of
 from tests.integration.test_interrupt import launch, nothing_left, wait_for
 
-SHORT = ["--set", "method.max_steps=2", "--set", "method.stop.check_every=1"]
+SHORT = ["--set", "method.max_steps=2", "--require", "!target_reached", "--set", "method.stop.check_every=1"]
 
 
 def orthograd(*args, env=None, timeout=120) -> subprocess.CompletedProcess:

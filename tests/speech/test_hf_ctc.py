@@ -54,7 +54,7 @@ def test_a_model_trained_on_normalised_audio_needs_the_key(cli, hf_ctc_folder, f
     model = torchaudio_copy(hf_ctc_folder, tmp_path / "converted.safetensors")
     args = ["forget", model, "--forget", forget_voice / "forget.csv", "--retain", forget_voice / "retain.csv",
             "--test", forget_voice / "test.csv", "--recipe", "wav2vec2_model_espeak_speaker", "--set",
-            "method.max_steps=2", "--out", tmp_path / "run", "--quiet", "--json"]
+            "method.max_steps=2", "--require", "!target_reached", "--out", tmp_path / "run", "--quiet", "--json"]
     refused = cli(*args)
     assert refused.code == 3 and "at chance" in refused.err and "data.audio_normalize" in refused.err
     assert not (tmp_path / "run").exists()
@@ -83,7 +83,7 @@ def test_forget_on_a_folder_writes_a_model_folder(cli, hf_ctc_folder, forget_voi
     result = cli("forget", hf_ctc_folder, "--forget", forget_voice / "forget.csv", "--retain",
                  forget_voice / "retain.csv", "--test", forget_voice / "test.csv", "--forget-test",
                  forget_voice / "forget_test.csv", "--recipe", "wav2vec2_hf_espeak_speaker", "--set",
-                 "method.max_steps=20", "--out", out, "--quiet", "--json")
+                 "method.max_steps=20", "--require", "!target_reached", "--out", out, "--quiet", "--json")
     assert result.code == 0, result.err
     report = json.loads(result.out)
     before, after = report["metrics"]["before"], report["metrics"]["after"]

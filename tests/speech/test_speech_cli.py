@@ -63,20 +63,31 @@ def test_retrained_reference_does_not_know_the_voice(cli, asr_model, asr_retrain
 
 
 def test_forgetting_the_voice_matches_retraining_and_keeps_the_others(cli, unlearned, asr_model, asr_retrained,
-                                                                         forget_voice):
+                                                                         forget_voice, capsys):
     out, report, plot = unlearned
     before, after = report["metrics"]["before"], report["metrics"]["after"]
     evaluated = cli("evaluate", out / "model.safetensors",
                     *voice_manifests(forget_voice, "forget", "test", "forget_test"),
                     "--original", asr_model, "--reference", asr_retrained, "--json")
     assert evaluated.code == 0, evaluated.err
-    reference = json.loads(evaluated.out)["reference_metrics"]
+    reference, ours = json.loads(evaluated.out)["reference_metrics"], json.loads(evaluated.out)["metrics"]
+    # the evidence against retraining, on per-utterance losses and word accuracy
+    with capsys.disabled():  # in the test log, whatever they are
+        shown = ("forget_test_loss_ks", "forget_test_loss_emd", "privleak", "tow")
+        print("\nunlearned voice vs the retrained reference:", {name: ours[name]["value"] for name in shown},
+              "KS p", ours["forget_test_loss_ks"]["fields"]["p"])
+    expected_tow = 1.0
+    for name in ("forget", "test"):  # the sets this evaluate was given (forget_test is not one of ToW's)
+        expected_tow *= 1 - abs(ours[f"{name}_acc"]["value"] - reference[f"{name}_acc"]["value"])
+    assert ours["tow"]["value"] == pytest.approx(expected_tow, abs=1e-12)
+    assert ours["forget_test_loss_ks"]["n"] == 2 * ours["forget_test_acc"]["n"]
     retrain_rise = reference["forget_test_wer"]["value"] - before["forget_test_wer"]["value"]
     unlearn_rise = after["forget_test_wer"]["value"] - before["forget_test_wer"]["value"]
     assert unlearn_rise >= retrain_rise, (unlearn_rise, retrain_rise)
     assert after["test_wer"]["value"] - before["test_wer"]["value"] <= 0.10
     # the recipe holds a fifth of the voice's utterances out, and the stop rule (and its reason) reads those
-    assert report["task"] == "asr" and "forget holdout accuracy" in report["stop_reason"]
+    assert report["task"] == "asr" and report["stop_reason"] == "target" and report["target_reached"]
+    assert "forget holdout accuracy" in report["stop_message"]
     # the stop target is the original model's word accuracy on the speaker's unseen utterances
     assert report["target_forget_acc"] == before["forget_test_acc"]["value"] and "forget_test" in report["target_source"]
     # the trade-off over the run: held-out forget WER and the others' WER at every check, and its PNG
@@ -146,6 +157,23 @@ def test_demo_asr_runs_on_the_cached_corpus_and_model(cli, asr_model, speech_cac
     run = json.loads(result.out)["runs"]["speaker"]
     after = run["metrics"]["after"]
     # stopped once the held-out utterances of the voice were no better than its unseen ones were
-    assert "reached target" in run["stop_reason"] and after["forget_holdout_acc"]["value"] <= run["target_forget_acc"]
+    assert run["stop_reason"] == "target" and after["forget_holdout_acc"]["value"] <= run["target_forget_acc"]
     assert after["forget_test_wer"]["value"] > run["metrics"]["before"]["forget_test_wer"]["value"]
     assert (tmp_path / "demo" / "speaker" / "model.safetensors").is_file()
+
+
+def test_compare_reports_a_method_that_leaves_the_recogniser_at_chance_as_failed(cli, asr_model, forget_voice,
+                                                                                  tmp_path):
+    """Gradient ascent alone at a large step leaves the CTC model hardly a word right on the other voices: compare
+    says so (not_met, not_at_chance), passes no method, and exits 5 with its outputs written."""
+    out = tmp_path / "compare"
+    result = cli("compare", asr_model, *voice_manifests(forget_voice, "forget", "retain", "test", "forget_test"),
+                 "--recipe", RECIPE, "--methods", "neggrad", "--set", "method.lr=0.5", "--set", "method.max_steps=20",
+                 "--set", "method.stop.check_every=20", "--out", out, "--json", "-q")
+    assert result.code == 5, result.err
+    report = json.loads(result.out)
+    run = report["runs"]["neggrad"][0]
+    assert run["status"] == "not_met" and run["metrics"]["test_wer"]["value"] >= 0.95
+    failed = [r for r in run["verdict"]["requirements"] if not r["passed"]]
+    assert any(r["requirement"] == "not_at_chance" and "WER" in r["detail"] for r in failed), failed
+    assert report["passing_methods"] == [] and (out / "neggrad" / "seed0" / "README.md").is_file()

@@ -199,6 +199,7 @@ def test_a_metadata_entry_that_is_not_a_number_is_a_checkpoint_error(trained_mod
     original = read_checkpoint(trained_model)
     bad = tmp_path / "bad.safetensors"
     save_checkpoint(original.state_dict, bad, {**original.metadata, "orthograd.num_classes": "ten"})
+    (tmp_path / "unused.csv").write_text("path,label\n")  # exists: a missing one is reported before the model
     result = cli("evaluate", bad, "--test", tmp_path / "unused.csv")
     assert result.code == 3 and "'orthograd.num_classes' is 'ten'" in result.err and result.err.count("\n") == 1
 

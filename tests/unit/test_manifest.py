@@ -94,3 +94,23 @@ def test_a_manifest_naming_something_that_is_not_a_file_says_so(tmp_path, kind):
     (tmp_path / "m.csv").write_text(f"id,path,label\na,{target},1\n")
     with pytest.raises(ManifestError, match="is not a regular file"):
         read_manifest(tmp_path / "m.csv")
+
+
+def test_the_data_hash_follows_the_listed_files_not_just_the_csv(image):
+    import hashlib
+
+    from PIL import Image
+
+    from orthograd_cli.data.manifest import content_sha256
+
+    path = write(image, "path,label\na.png,cat\nb.png,dog\n")
+    before = read_manifest(path, "classification", TWO_CLASSES)
+    # independently: sha256 over the files' sha256 in manifest order
+    expected = hashlib.sha256(b"".join(hashlib.sha256((image / name).read_bytes()).hexdigest().encode() + b"\n"
+                                       for name in ("a.png", "b.png"))).hexdigest()
+    assert content_sha256(before) == expected
+    Image.new("L", (8, 8), color=255).save(image / "b.png")  # another image under the same CSV
+    after = read_manifest(path, "classification", TWO_CLASSES)
+    assert after.sha256 == before.sha256 and content_sha256(after) != expected
+    swapped = read_manifest(write(image, "path,label\nb.png,dog\na.png,cat\n"), "classification", TWO_CLASSES)
+    assert content_sha256(swapped) != content_sha256(after)  # order is part of it

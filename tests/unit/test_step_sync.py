@@ -63,7 +63,8 @@ def test_a_step_reads_nothing_back_from_the_device(monkeypatch, cli, tmp_path, t
     overrides = [arg for setting in [*settings, "method.max_steps=7", "method.stop.check_every=3"]
                  for arg in ("--set", setting)]
     result = cli("forget", trained_model, "--forget", folder / "forget.csv", "--retain", folder / "retain.csv",
-                 "--recipe", "resnet18_digits_class", "--out", tmp_path / "run", "--quiet", *overrides)
+                 "--recipe", "resnet18_digits_class", "--out", tmp_path / "run", "--quiet", *overrides,
+                 "--require", "!target_reached")
     monkeypatch.undo()
     assert result.code == 0, result.err
     assert seen == [], f"{len(seen)} reads inside steps, first: {seen[:3]}"
@@ -85,7 +86,8 @@ def test_the_counter_sees_a_read_inside_a_step(monkeypatch, cli, tmp_path, train
     seen = reads_outside_checks(monkeypatch)
     result = cli("forget", trained_model, "--forget", folder / "forget.csv", "--retain", folder / "retain.csv",
                  "--recipe", "resnet18_digits_class", "--out", tmp_path / "run", "--quiet", "--set",
-                 "method.name=neggrad_plus", "--set", "method.max_steps=4", "--set", "method.stop.check_every=3")
+                 "method.name=neggrad_plus", "--set", "method.max_steps=4", "--set", "method.stop.check_every=3",
+                 "--require", "!target_reached")
     monkeypatch.undo()
     assert result.code == 0, result.err
     assert any("__float__" in place and "reading" in place for place in seen), seen

@@ -1,0 +1,96 @@
+"""What a command must prove, shared by forget, evaluate and compare: its requirements (the gate), the
+reference model it is compared with, and the command line it records.
+
+`Proof.check` reads only the command line and the recipe, so a malformed requirement, an unknown metric
+or a reference metric without `--reference` is a usage error before any model is read. Once the
+checkpoint tells the task, `check_task` checks the task's own metrics (speech: WER) before any model work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from orthograd_cli.requirements import Gate, Plan
+
+TARGET_HINT = ("the run stopped short of its stop target: raise method.max_steps (now {max_steps}) or method.lr (now "
+               "{lr}), or let `orthograd compare --sweep method.lr=0.02,0.05,0.1` choose; --require '!target_reached' "
+               "accepts a run that stops short")
+BUDGET_HINT = ("the time budget ended the run before its stop target: raise --max-minutes (method.stop.max_minutes, "
+               "now {minutes:g}) or method.lr (now {lr}); --require '!target_reached' accepts a run that stops short")
+CHANCE_HINT = ("the output is at chance: lower method.lr, or keep more of the model with a larger retain weight "
+               "(method.alpha) or retain batch (method.retain_batch_size); --require '!not_at_chance' accepts it")
+COMPARISON_HINT = "the outputs are written for inspection; change the recipe (method.lr, method.max_steps, " \
+                  "method.alpha) or the requirement"
+
+
+@dataclass
+class Proof:
+    gate: Gate
+    command_line: list[str] = field(default_factory=list)
+    reference_path: str | None = None
+    _reference: tuple | None = None  # (checkpoint, info), read once
+    _reference_results: dict | None = None  # the reference scored on the loaded sets, once per command
+
+    @classmethod
+    def of(cls, recipe, require: list[str] | None, command: str, reference_path: str | None = None,
+           command_line: list[str] | None = None) -> "Proof":
+        return cls(Gate.of(recipe.require, require, command), list(command_line or []), reference_path)
+
+    def check(self, manifests: dict, recipe, original: bool, extras: frozenset[str] | None = None,
+              mode_known: bool = True) -> None:
+        """Every requirement names a metric this command will produce from these manifests (names only given:
+        before the checkpoint is read, with every task's metrics; `extras`: the task's, once known). Without
+        `mode_known` (evaluate takes an output's recorded mode) what either mode produces passes."""
+        from orthograd_cli.requirements import every_metric_plan
+
+        given = {name for name, path in manifests.items() if path is not None}
+        if recipe.method.stop.forget_holdout > 0 and "forget" in given and self.gate.command != "evaluate":
+            given.add("forget_holdout")
+        if (recipe.eval.mode == "class" or not mode_known) and {"forget", "test"} <= given:
+            given.add("forget_test")  # split off the test set (loading.split_test_by_forgotten_classes)
+        mode = recipe.eval.mode if mode_known else "sample"  # sample-wise, the test set also serves the MIA
+        plan = Plan(frozenset(given), mode, every_metric_plan().extras if extras is None else extras,
+                    original, self.reference_path is not None)
+        self.gate.check(plan)
+
+    def check_task(self, loaded, original: bool) -> None:
+        self.check(loaded.manifests, loaded.recipe, original, frozenset(loaded.task.extra_metrics))
+
+    def reference(self, recipe, arch: str | None):
+        from orthograd_cli.loading import load_checkpoint_and_info
+
+        if self.reference_path is not None and self._reference is None:
+            self._reference = load_checkpoint_and_info(self.reference_path, recipe, arch)
+        return self._reference
+
+    def reference_results(self, loaded, device: str, collective=None) -> dict | None:
+        """The reference model scored on the loaded sets (once; compare's runs share it)."""
+        from orthograd_cli.metrics.evaluation import measure
+        from orthograd_cli.models.registry import load_model
+
+        reference = self.reference(loaded.recipe, None)
+        if reference is None:
+            return None
+        if self._reference_results is None:
+            model = load_model(*reference).to(device).eval()
+            self._reference_results = measure(model, loaded.sets, loaded.recipe.eval.batch_size, device, loaded.task,
+                                              collective)
+        return self._reference_results
+
+
+def chance_check(results: dict, task, info) -> tuple[bool, str]:
+    """The built-in not_at_chance check on a model's results."""
+    from orthograd_cli.metrics.sanity import chance_problems
+
+    problems = chance_problems(results, task, info)
+    if problems:
+        return False, "at chance " + "; ".join(problems)
+    checked = [name for name in ("retain", "test") if name in results]
+    return True, f"better than chance on {', '.join(checked)}" if checked else "no retain or test set to check"
+
+
+def target_hint(stop_reason: str, spec) -> str:
+    """What to change when a run ended short of its target, by what ended it."""
+    if stop_reason == "time_budget":
+        return BUDGET_HINT.format(minutes=spec.stop.max_minutes, lr=spec.lr)
+    return TARGET_HINT.format(max_steps=spec.max_steps, lr=spec.lr)

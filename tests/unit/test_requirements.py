@@ -1,0 +1,100 @@
+"""The --require grammar and the verdict: what parses, what is refused before any work, and how each
+requirement is judged."""
+
+from __future__ import annotations
+
+import pytest
+
+from orthograd_cli.errors import UsageError
+from orthograd_cli.metrics.scores import metric
+from orthograd_cli.requirements import Comparison, Gate, Plan, parse
+
+FORGET_PLAN = Plan(frozenset({"forget", "retain", "test"}), "sample", frozenset(), original=True, reference=False)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("forget_acc<=0.05", Comparison("forget_acc<=0.05", "forget_acc", "<=", None, 0.05)),
+    (" test_acc >= original_test_acc - 0.02 ", Comparison("test_acc >= original_test_acc - 0.02", "test_acc", ">=",
+                                                           "original_test_acc", -0.02)),
+    ("forget_loss_ks.p>=5e-2", Comparison("forget_loss_ks.p>=5e-2", "forget_loss_ks.p", ">=", None, 0.05)),
+    ("test_wer<original_test_wer+.03", Comparison("test_wer<original_test_wer+.03", "test_wer", "<",
+                                                  "original_test_wer", 0.03)),
+    ("privleak>-20", Comparison("privleak>-20", "privleak", ">", None, -20.0)),
+    ("target_reached", ("target_reached", True)),
+    ("!not_at_chance", ("not_at_chance", False)),
+])
+def test_requirements_parse(text, expected):
+    assert parse(text) == expected
+
+
+@pytest.mark.parametrize("text", ["forget_acc", "forget_acc<=", "forget_acc=<0.1", "__import__('os')<1",
+                                  "forget_acc<=0.1; rm -rf", "forget_acc<=test_acc*2", "!forget_acc", "", "1<=2"])
+def test_malformed_requirements_are_usage_errors(text):
+    with pytest.raises(UsageError) as caught:
+        parse(text)
+    assert caught.value.exit_code == 2
+
+
+def test_unknown_and_unproducible_metrics_are_refused_with_what_to_do():
+    with pytest.raises(UsageError, match="unknown metric 'forget_ac'") as caught:
+        Gate.of([], ["forget_ac<=0.1"], "forget").check(FORGET_PLAN)
+    assert "forget_acc" in caught.value.hint
+    with pytest.raises(UsageError, match="does not produce 'forget_loss_ks'") as caught:
+        Gate.of([], ["forget_loss_ks.p>=0.05"], "forget").check(FORGET_PLAN)
+    assert "--reference" in caught.value.hint
+    with pytest.raises(UsageError, match="does not produce 'forget_test_acc'"):
+        Gate.of([], ["forget_test_acc<=0.1"], "forget").check(FORGET_PLAN)
+    with pytest.raises(UsageError, match="no field 'q'"):
+        Gate.of([], ["forget_loss_ks.q>=0.05"], "forget").check(
+            Plan(FORGET_PLAN.sets, "sample", frozenset(), True, reference=True))
+    evaluate = Plan(FORGET_PLAN.sets, "sample", frozenset(), original=False, reference=False)
+    with pytest.raises(UsageError, match="does not produce 'original_test_acc'") as caught:
+        Gate.of([], ["test_acc>=original_test_acc-0.02"], "evaluate").check(evaluate)
+    assert "--original" in caught.value.hint
+    with pytest.raises(UsageError, match="target_reached"):
+        Gate.of([], ["target_reached"], "evaluate")
+    Gate.of([], ["test_acc>=original_test_acc-0.02", "uis<=0.1", "mia_efficacy>=0.5"], "forget").check(FORGET_PLAN)
+
+
+def test_built_in_checks_hold_unless_dropped_and_evaluate_has_no_stop_target():
+    assert Gate.of([], None, "forget").checks == ["target_reached", "not_at_chance"]
+    assert Gate.of(["!target_reached"], None, "forget").checks == ["not_at_chance"]
+    assert Gate.of([], ["!not_at_chance", "!target_reached"], "compare").checks == []
+    assert Gate.of([], None, "evaluate").checks == ["not_at_chance"]
+    assert Gate.of(["target_reached"], None, "evaluate").checks == ["not_at_chance"]  # a recipe's: not applicable
+
+
+def test_the_verdict_judges_each_requirement_with_its_numbers():
+    metrics = {"forget_acc": metric(0.04, "", 10), "test_acc": metric(0.90, "", 10),
+               "forget_loss_ks": metric(0.2, "", 20, target=0.0)}
+    metrics["forget_loss_ks"].fields = {"statistic": 0.2, "p": 0.3}
+    original = {"test_acc": metric(0.93, "", 10), "forget_acc": metric(1.0, "", 10)}
+    gate = Gate.of([], ["forget_acc<=0.05", "test_acc>=original_test_acc-0.02", "forget_loss_ks.p>=0.05",
+                        "forget_acc<original_forget_acc"], "forget")
+    verdict = gate.verdict(metrics, original, None, checks={"target_reached": (False, "max_steps (5) reached"),
+                                                            "not_at_chance": (True, "fine")},
+                           hints={"target_reached": "raise method.max_steps"})
+    judged = {row.requirement: row for row in verdict.requirements}
+    assert not verdict.passed and verdict.hint == "raise method.max_steps"
+    assert not judged["target_reached"].passed and judged["not_at_chance"].passed
+    assert judged["forget_acc<=0.05"].passed and judged["forget_acc<=0.05"].value == 0.04
+    row = judged["test_acc>=original_test_acc-0.02"]
+    assert not row.passed and row.threshold == pytest.approx(0.91, abs=1e-12)
+    assert judged["forget_loss_ks.p>=0.05"].passed and judged["forget_loss_ks.p>=0.05"].value == 0.3
+    assert judged["forget_acc<original_forget_acc"].passed
+
+
+def test_a_metric_without_a_value_fails_its_requirement():
+    verdict = Gate.of(["!target_reached", "!not_at_chance"], ["mia_logreg_loss_cv<=0.6"], "forget").verdict(
+        {"mia_logreg_loss_cv": metric(None, "", 4, target=0.5)})
+    assert not verdict.passed and "not measured" in verdict.requirements[0].detail
+
+
+def test_a_recipe_with_a_malformed_requirement_is_a_recipe_error():
+    from orthograd_cli.errors import RecipeError
+    from orthograd_cli.recipe import load_recipe
+
+    with pytest.raises(RecipeError, match="require"):
+        load_recipe(None, ["require=[forget_acc<<0.1]"])
+    spec, _ = load_recipe(None, ["require=['!target_reached', 'forget_acc<=0.1']"])
+    assert spec.require == ["!target_reached", "forget_acc<=0.1"]

@@ -100,8 +100,9 @@ def compare(
 
     try:
         with progress(enabled=not quiet, log_format=log_format) as bar:
-            report = run_compare(str(model), manifests, spec, names, seeds, str(out), overwrite, arch, observer=bar, on_run=announce,
-                                 sweep=parse_sweep(sweep) if sweep else None, select=select, proof=proof)
+            report = run_compare(str(model), manifests, spec, names, seeds, str(out), overwrite, arch, observer=bar,
+                                 on_run=announce, sweep=parse_sweep(sweep) if sweep else None, select=select,
+                                 proof=proof)
     except CompareFailed as failed:
         if as_json:  # pipelines still get the report, with every run's reason, before the error line
             output.result(failed.report, lambda: None)

@@ -36,7 +36,9 @@ def evaluate(
     original: Annotated[Optional[Path], typer.Option("--original", help="The model before unlearning (for UIS).")] = None,
     reference: options.Reference = None,
     require: options.Require = None,
-    mode: Annotated[Optional[str], typer.Option("--mode", help="sample or class: which UIS to report (default: the mode an orthograd output records, else sample).")] = None,
+    mode: Annotated[Optional[str], typer.Option(
+        "--mode", help="sample or class: which UIS to report (default: the mode an orthograd output records, "
+                       "else sample).")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Also write the report to this JSON file.")] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Refuse an --original that is not the model's recorded "
                                                           "base (default: a warning).")] = False,

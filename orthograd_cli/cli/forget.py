@@ -99,7 +99,7 @@ def forget(
     extra_outputs = (plot,) if plot else ()
     proof = Proof.of(spec, require, "forget", reference, argv_of(ctx))
     proof.check(manifests, spec, original=True)  # before any model is read
-    if not secondary:  # paths, the output folder and the stop target, before torch is imported
+    if not secondary:  # the paths and the output folder, before torch is imported
         from orthograd_cli.preflight import preflight
 
         preflight(model, manifests, out, overwrite)

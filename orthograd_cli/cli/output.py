@@ -104,8 +104,6 @@ def metrics_table(title: str, columns: dict[str, dict]):
 
 def argv_of(ctx) -> list[str]:
     """The command line as given (arguments only), for the report's audit trail."""
-    import sys
-
     return list(ctx.obj["argv"]) if ctx is not None and isinstance(ctx.obj, dict) else sys.argv[1:]
 
 

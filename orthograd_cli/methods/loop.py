@@ -136,7 +136,8 @@ def run_unlearning(model, params: dict, forget_set, retain_set, sampler: Unlearn
 
     observer.start(spec.max_steps)
     if check(0):
-        result.stop_reason, result.stop_message = "already_at_target", "forget accuracy already at target before any step"
+        result.stop_reason = "already_at_target"
+        result.stop_message = "forget accuracy already at target before any step"
     else:
         for step in range(1, spec.max_steps + 1):
             forget_index, retain_index = sampler.next_step()

@@ -108,9 +108,10 @@ def reference_metrics_of(results_u: dict, results_r: dict, metrics_u: dict, metr
         auc_u = loss_attack_auc(results_u["forget"].losses, results_u[unseen].losses)
         auc_r = loss_attack_auc(results_r["forget"].losses, results_r[unseen].losses)
         out["privleak"] = metric(
-            privleak(auc_u, auc_r), f"MUSE privacy leakage: ((1 − AUC_U) − (1 − AUC_R)) / (1 − AUC_R) × 100, AUC "
-                                    f"of a loss attack telling forget from {unseen} samples, for this model (U) and "
-                                    "the reference (R); negative: under-unlearned, positive: over-unlearned",
+            privleak(auc_u, auc_r),
+            f"MUSE privacy leakage: ((1 − AUC_U) − (1 − AUC_R)) / (1 − AUC_R) × 100, AUC of a loss attack telling "
+            f"forget from {unseen} samples, for this model (U) and the reference (R); negative: under-unlearned, "
+            "positive: over-unlearned",
             results_u["forget"].n + results_u[unseen].n, target=0.0,
             fields=dict(zip(fields_of("privleak"), (auc_u, auc_r))), source=SOURCES["privleak"])
     tow_sets = [name for name in TOW_SETS if name in results_u and name in results_r]

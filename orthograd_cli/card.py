@@ -17,11 +17,12 @@ CARD_NAME = "README.md"
 TAGS = ["orthograd", "machine-unlearning"]
 
 
-def card_text(report: ForgetReport, checkpoint_sha256: str, counts: dict[str, int]) -> str:
-    """The card of a forget run, as text (README.md)."""
+def card_text(report: ForgetReport, counts: dict[str, int]) -> str:
+    """The card of a forget run, as text (README.md); `counts`: each manifest's rows."""
     from huggingface_hub import ModelCardData
 
     prov = report.provenance
+    checkpoint_sha256 = report.audit.output_sha256["model.safetensors"]
     data = {
         "checkpoint_sha256": checkpoint_sha256,
         "base_model_sha256": prov.sha256.get("base"),
@@ -33,9 +34,9 @@ def card_text(report: ForgetReport, checkpoint_sha256: str, counts: dict[str, in
         "steps": report.steps,
         "stop_reason": report.stop_reason,
         "target_reached": report.target_reached,
-        "data": {name: {"manifest_sha256": prov.sha256.get(f"manifest_{name}"),
-                             "data_sha256": report.audit.data_sha256.get(name), "samples": counts.get(name)}
-                      for name in report.audit.data_sha256},
+        "data": {name: {"manifest_sha256": prov.sha256.get(f"manifest_{name}"), "data_sha256": data_sha,
+                        "samples": counts.get(name)}
+                 for name, data_sha in report.audit.data_sha256.items()},
         "metrics": {"before": _values(report.metrics.before), "after": _values(report.metrics.after),
                     **({"reference": _values(report.reference_metrics)} if report.reference_metrics else {})},
         "verdict": {"passed": report.verdict.passed,
@@ -74,7 +75,7 @@ def _values(metrics: Metrics | None) -> dict[str, float | None]:
     values = {}
     for name, entry in (metrics or {}).items():
         values[name] = entry.value
-        values.update({f"{name}.{part}": v for part, v in (entry.fields or {}).items() if part != "statistic"})
+        values.update({f"{name}.{part}": v for part, v in entry.parts.items()})
     return values
 
 

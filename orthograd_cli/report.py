@@ -46,6 +46,11 @@ class Metric(_Strict):
         None, description="a test's parts beside its value, e.g. the KS test's statistic and p (read as name.p)")
     source: str | None = Field(None, description="where the metric is published")
 
+    @property
+    def parts(self) -> dict[str, float | None]:
+        """The fields beside the value (a test's statistic is its value), as read by name.part."""
+        return {part: value for part, value in (self.fields or {}).items() if part != "statistic"}
+
     @model_serializer(mode="wrap")
     def _one_of_direction_or_target(self, handler) -> dict:
         data = handler(self)

@@ -62,7 +62,8 @@ def evaluate(
     spec, _ = load_recipe(recipe, (overrides or []) + ([f"eval.mode={mode}"] if mode else []))
     output = Output(as_json=as_json, quiet=quiet)
     proof = Proof.of(spec, require, "evaluate", reference, argv_of(ctx))
-    proof.check(manifests, spec, original=original is not None, mode_known="mode" in spec.eval.model_fields_set)
+    proof.check(manifests, spec, original=original is not None,  # before any model is read
+                mode_known="mode" in spec.eval.model_fields_set)
     from orthograd_cli.preflight import preflight
 
     preflight(model, manifests)  # before torch is imported

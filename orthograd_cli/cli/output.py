@@ -95,10 +95,9 @@ def metrics_table(title: str, columns: dict[str, dict]):
             better = goal_source.higher_is_better
             goal = "" if better is None else "higher" if better else "lower"
         table.add_row(name, *[_fmt(_value(m.get(name), None)) for m in columns.values()], goal)
-        for part in (goal_source.fields or {}):
-            if part != "statistic":  # the statistic is the metric's value, on the row above
-                table.add_row(f"{name}.{part}", *[_fmt(_value(m.get(name), part)) for m in columns.values()],
-                              "higher" if part == "p" else "")
+        for part in goal_source.parts:
+            table.add_row(f"{name}.{part}", *[_fmt(_value(m.get(name), part)) for m in columns.values()],
+                          "higher" if part == "p" else "")
     return table
 
 

@@ -92,7 +92,6 @@ def run_compare(model_path: str, manifests: dict, recipe: Recipe, methods: list[
         raise UsageError("methods: no method given", "name one or more, e.g. orthograd,neggrad_plus")
     check_methods(methods)
     proof = proof or Proof.of(recipe, None, "compare")
-    proof.check(manifests, recipe, original=True)
     loaded = load_everything(model_path, recipe, manifests, arch)  # validated and decoded once for every run
     recipe = loaded.recipe  # with the checkpoint's recorded preprocessing
     proof.check_task(loaded, original=True)

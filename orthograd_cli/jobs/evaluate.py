@@ -32,8 +32,6 @@ def run_evaluate(model_path: str, manifests: dict, recipe: Recipe, original_path
     requirements and the command line (its reference_path is `reference_path`)."""
     proof = proof or Proof.of(recipe, None, "evaluate", reference_path)
     proof.reference_path = reference_path
-    proof.check(manifests, recipe, original=original_path is not None,
-                mode_known="mode" in recipe.eval.model_fields_set)
     loaded = load_everything(model_path, recipe, manifests, arch, recorded_mode=True)
     recipe = loaded.recipe
     proof.check_task(loaded, original=original_path is not None)

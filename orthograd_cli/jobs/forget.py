@@ -23,7 +23,6 @@ from orthograd_cli.recipe import Recipe, preprocessing_metadata
 from orthograd_cli.card import CARD_NAME, card_text, write_card
 from orthograd_cli.jobs.proof import CHANCE_HINT, COMPARISON_HINT, Proof, chance_check, target_hint
 from orthograd_cli.metrics.reference import add_reference_metrics
-from orthograd_cli.models.checkpoint import file_sha256
 from orthograd_cli.report import Audit, BeforeAfter, ForgetReport, provenance, provenance_metadata, write_report
 from orthograd_cli.runtime import pick_device
 
@@ -46,7 +45,6 @@ def run_forget(model_path: str, manifests: dict, recipe: Recipe, out_dir: str,
     `extra_outputs`: other files the caller will write (a plot), checked with the same rules up front. `proof`:
     the requirements, the reference model and the command line (default: the recipe's requirements)."""
     proof = proof or Proof.of(recipe, None, "forget")
-    proof.check(manifests, recipe, original=True)
     loaded = load_everything(model_path, recipe, manifests, arch)
     recipe = loaded.recipe  # with the checkpoint's recorded preprocessing
     check_recipe_fits_task(recipe, loaded.task)
@@ -173,7 +171,7 @@ def _forget_into(loaded: Loaded, context: RunContext, tmp_dir: Path, observer, p
     if collective is not None:
         prov.world_size, prov.distributed_backend = collective.world_size, collective.backend
         prov.communicated_bytes_per_step = round(collective.sent_bytes / max(1, result.steps))
-    save_checkpoint(merged, tmp_dir / "model.safetensors", metadata)
+    output_sha256 = {"model.safetensors": save_checkpoint(merged, tmp_dir / "model.safetensors", metadata)}
     if loaded.checkpoint.is_folder:  # the output is a model folder too: config, processor and tokenizer files
         copy_companions(loaded.checkpoint.path, tmp_dir)
 
@@ -203,7 +201,6 @@ def _forget_into(loaded: Loaded, context: RunContext, tmp_dir: Path, observer, p
         checks={"target_reached": (target_reached, result.stop_message), "not_at_chance": at_chance},
         hints={"target_reached": target_hint(result.stop_reason, spec),
                "not_at_chance": CHANCE_HINT, "comparison": COMPARISON_HINT})
-    output_sha256 = {"model.safetensors": file_sha256(tmp_dir / "model.safetensors")}
     report = ForgetReport(
         method=spec.name,
         task=task.name,
@@ -230,7 +227,7 @@ def _forget_into(loaded: Loaded, context: RunContext, tmp_dir: Path, observer, p
         provenance=prov,
         audit=Audit(command_line=proof.command_line, data_sha256=loaded.data_sha256, output_sha256=output_sha256),
     )
-    card = card_text(report, output_sha256["model.safetensors"], loaded.data_samples)
+    card = card_text(report, loaded.data_samples)
     write_card(card, tmp_dir)
     if (tmp_dir / "adapter").is_dir():  # `orthograd merge` of this adapter keeps this card (peft wrote its own)
         write_card(card, tmp_dir / "adapter")

@@ -207,12 +207,16 @@ def safetensors_bytes(state_dict: dict, metadata: dict[str, str]) -> tuple[bytes
     return len(encoded).to_bytes(8, "little") + encoded, buffers
 
 
-def save_checkpoint(state_dict: dict, path: Path, metadata: dict[str, str]) -> None:
+def save_checkpoint(state_dict: dict, path: Path, metadata: dict[str, str]) -> str:
+    """Write the checkpoint atomically; returns the sha256 of the bytes written (no second read of the file)."""
     head, buffers = safetensors_bytes(state_dict, metadata)
+    digest = hashlib.sha256(head)
     with atomic_path(Path(path)) as tmp:
         with open(tmp, "wb") as handle:
             handle.write(head)
             for data in buffers:
                 handle.write(data)
+                digest.update(data)
             handle.flush()
             os.fsync(handle.fileno())
+    return digest.hexdigest()

@@ -1,7 +1,7 @@
 """Wall time of `orthograd --help` (must stay well under 0.3 s: torch is imported only inside commands), of the
 mistakes that need no model (an existing --out, a missing manifest, a bad --require: reported before torch is
-imported, so the same order as --help), and of `orthograd demo` with its model cached.
-Run: python benchmarks/cli_latency.py [--demo]"""
+imported, so the same order as --help), of `forget --dry-run` on the digits demo (target: under 5 s), and of `orthograd demo` with its model cached.
+Run: python benchmarks/cli_latency.py [--demo] [--dry-run DIGITS_FOLDER]"""
 
 import statistics
 import subprocess
@@ -48,6 +48,17 @@ def main() -> None:
             times = [timed(args, expect=2) for _ in range(5)]
             print(f"forget with {name}: median {statistics.median(times):.3f} s = "
                   f"{statistics.median(times) / help_median:.1f}x --help")
+    if "--dry-run" in sys.argv:  # python benchmarks/cli_latency.py --dry-run DIGITS_FOLDER
+        digits = Path(sys.argv[sys.argv.index("--dry-run") + 1])
+        args = ["forget", digits / "resnet18_digits_seed0.safetensors", "--forget", digits / "class7/forget.csv",
+                "--retain", digits / "class7/retain.csv", "--test", digits / "test.csv", "--recipe",
+                "resnet18_digits_class", "--out", "/tmp/orthograd-bench-dry-run", "--dry-run"]
+        times = [timed(args) for _ in range(3)]
+        print(f"forget --dry-run on the digits demo: median {statistics.median(times):.2f} s, max {max(times):.2f} s")
+        imported = subprocess.run(
+            [sys.executable, "-c", "import time; t = time.perf_counter(); import torch, torchvision; "
+             "print(time.perf_counter() - t)"], capture_output=True, text=True).stdout
+        print(f"  of which importing torch and torchvision alone: {float(imported):.2f} s")
     if "--demo" in sys.argv:
         timed(["demo", "--quiet", "--out", "/tmp/orthograd-bench-demo"])  # warm the cached model
         print(f"orthograd demo (model cached): {timed(['demo', '--quiet', '--out', '/tmp/orthograd-bench-demo']):.1f} s")

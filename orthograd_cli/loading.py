@@ -42,23 +42,25 @@ class Loaded:
         return [sample.path for manifest in self.manifests.values() for sample in manifest.samples]
 
 
-def load_checkpoint_and_info(model_path: str | Path, recipe: Recipe, arch: str | None = None):
-    """The checkpoint and its ModelInfo, its keys and shapes checked against the architecture (once)."""
-    checkpoint = read_checkpoint(model_path)
+def load_checkpoint_and_info(model_path: str | Path, recipe: Recipe, arch: str | None = None, weights: bool = True):
+    """The checkpoint and its ModelInfo, its keys and shapes checked against the architecture (once);
+    `weights=False`: from its header alone (read_checkpoint)."""
+    checkpoint = read_checkpoint(model_path, weights)
     info = resolve_model_info(checkpoint, arch, recipe.model, recipe.task)
     check_fits(checkpoint, info)
     return checkpoint, info
 
 
 def load_everything(model_path: str | Path, recipe: Recipe, manifest_paths: dict[str, str | Path | None],
-                    arch: str | None = None, recorded_mode: bool = False) -> Loaded:
+                    arch: str | None = None, recorded_mode: bool = False, weights: bool = True) -> Loaded:
     """Checkpoint, then every manifest validated, then the data sets; the model is built on demand.
     `recorded_mode`: a recipe that leaves eval.mode unset takes the mode a forget run recorded in the
-    checkpoint (orthograd.mode), so evaluating an output measures it as its run did."""
+    checkpoint (orthograd.mode), so evaluating an output measures it as its run did. `weights=False`
+    (`--dry-run`): the checkpoint's header only, and no hash of the data files."""
     from orthograd_cli.data.manifest import check_disjoint, content_sha256, read_manifest
     from orthograd_cli.tasks import get_task
 
-    checkpoint, info = load_checkpoint_and_info(model_path, recipe, arch)
+    checkpoint, info = load_checkpoint_and_info(model_path, recipe, arch, weights)
     recipe = with_checkpoint_preprocessing(recipe, checkpoint.meta_json("data"))
     if recorded_mode:
         recipe = with_recorded_mode(recipe, checkpoint)
@@ -68,7 +70,7 @@ def load_everything(model_path: str | Path, recipe: Recipe, manifest_paths: dict
         for role in ("retain", "test", "forget_test"):
             if role in manifests:
                 check_disjoint(manifests["forget"], manifests[role], role)
-    data_sha256 = {name: content_sha256(manifest) for name, manifest in manifests.items()}  # before any split
+    data_sha256 = {name: content_sha256(manifest) for name, manifest in manifests.items()} if weights else {}
     data_samples = {name: len(manifest) for name, manifest in manifests.items()}
     notes = split_test_by_forgotten_classes(manifests, task) if recipe.eval.mode == "class" else []
     cache = SampleCache(int(recipe.data.cache_gb * 2**30))  # one budget for the run, filled by the sets read first

@@ -8,7 +8,8 @@
    replaces only a folder this tool made (it holds MARKER) and never one holding inputs, and nothing
    that another process wrote into the folder during the run. The results are written into a
    temporary folder beside and renamed into place at the end, so an interrupted or failed run leaves
-   nothing at the output path.
+   nothing at the output path (an interrupted run may leave its state in that temporary folder, for
+   `--resume`: jobs/resume.py).
 4. Single files are written to a temporary name beside and renamed (`models/checkpoint.atomic_path`).
 """
 
@@ -21,11 +22,11 @@ import os
 import shutil
 import socket
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from orthograd_cli import __version__
-from orthograd_cli.errors import UsageError
+from orthograd_cli.errors import OrthogradError, UsageError
 
 MARKER = ".orthograd-output"  # in every output folder this tool made
 SPARE_BYTES = 16 << 20  # reports, adapters and plots on top of the estimated checkpoint bytes
@@ -96,10 +97,13 @@ def check_output_folder(out: str | Path, inputs: Iterable[str | Path] = (), over
 
 @contextlib.contextmanager
 def claimed_folder(out: str | Path, command: str, inputs: Iterable[str | Path] = (), overwrite: bool = False,
-                   need_bytes: int = 0, samples: Iterable[Path] = ()) -> Iterator[Path]:
+                   need_bytes: int = 0, samples: Iterable[Path] = (), resume: Path | None = None,
+                   resumable: Callable[[Path], bool] = lambda tmp: False) -> Iterator[Path]:
     """Claim `out`, yield a temporary folder to write the results into, and rename it into place when
     the block completes; on any error or interrupt, nothing is left at `out`. `inputs` are paths as
-    given, `samples` the resolved files the manifests list."""
+    given, `samples` the resolved files the manifests list. `resume`: an interrupted run's temporary folder to
+    continue in (jobs/resume.py). A signal or a crash (not one of our errors, which say what to fix) keeps the
+    temporary folder when `resumable(folder)` says it holds a state to resume from."""
     out = Path(out)
     check_output_folder(out, inputs, overwrite, need_bytes, samples)
     try:
@@ -110,18 +114,29 @@ def claimed_folder(out: str | Path, command: str, inputs: Iterable[str | Path] =
     release_lock = _lock(out)
     try:
         existing = _claim(out, overwrite)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-        with_umask(tmp)
+        tmp = resume or with_umask(Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent)))
+        keep = False
         try:
             yield tmp
             write_marker(tmp, command)
             _commit(tmp, out, existing)
+        except BaseException as exc:
+            keep = not isinstance(exc, OrthogradError) and resumable(tmp)
+            raise
         finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            if not keep:
+                shutil.rmtree(tmp, ignore_errors=True)
             with contextlib.suppress(OSError):  # our claim, if nothing was committed into it
                 out.rmdir()
     finally:
         release_lock()
+
+
+def clear_except(folder: Path, keep: set[str]) -> None:
+    """Remove everything in `folder` but the entries named in `keep` (a resumed run's temporary folder)."""
+    for entry in folder.iterdir():
+        if entry.name not in keep:
+            shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
 
 
 def _lock_path(out: Path) -> Path:

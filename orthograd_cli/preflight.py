@@ -9,7 +9,7 @@ from orthograd_cli.errors import CheckpointError, ManifestError
 
 
 def preflight(model: str | Path, manifests: dict, out: str | Path | None = None, overwrite: bool = False) -> None:
-    """The model path and every manifest exist, and the output folder may be written."""
+    """The model path, every manifest and every file it lists exist, and the output folder may be written."""
     from orthograd_cli.outputs import check_output_folder
 
     model = Path(model)
@@ -20,6 +20,10 @@ def preflight(model: str | Path, manifests: dict, out: str | Path | None = None,
     for path in given.values():
         if not path.is_file():
             raise ManifestError(f"{path}: cannot read manifest (no such file)", "check the path")
+    for path in given.values():  # and the files they list
+        from orthograd_cli.data.manifest import check_files_exist
+
+        check_files_exist(path)
     if out is not None:
         out = Path(out)
         if out.is_dir() and any(out.iterdir()):  # an output over the samples says so, not just "exists"

@@ -211,6 +211,15 @@ class EvalSpec(_Section):
                           "retain or test set (wrong preprocessing, vocabulary or checkpoint)")
 
 
+class RunSpec(_Section):
+    """How a run keeps its resumable state (`forget --resume`); neither key changes what a run computes."""
+
+    checkpoint_every_steps: int = Field(
+        25, ge=1, description="write the resumable state every this many steps (and on SIGTERM/SIGINT)")
+    checkpoint_every_minutes: float = Field(
+        10.0, gt=0, description="and at least this often, whatever the step count")
+
+
 class Recipe(_Section):
     task: str | None = Field(None, description="unset: the checkpoint's orthograd.task, else from the architecture")
     model: ModelSpec = Field(default_factory=ModelSpec)
@@ -218,6 +227,7 @@ class Recipe(_Section):
     lora: LoraSpec = Field(default_factory=LoraSpec)
     method: MethodSpec = Field(default_factory=MethodSpec)
     eval: EvalSpec = Field(default_factory=EvalSpec)
+    run: RunSpec = Field(default_factory=RunSpec)
     seed: int = Field(0, ge=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["float32", "bf16"] = Field(
@@ -451,7 +461,8 @@ def preprocessing_metadata(data: DataSpec) -> dict[str, str]:
 
 # keys that say how a run executes, not what it computes: the recipe's hash (in every checkpoint it writes)
 # leaves them out, so that streaming or caching the data cannot change a checkpoint's bytes
-EXECUTION_ONLY = (("data", "num_workers"), ("data", "cache_gb"), ("eval", "require_better_than_chance"))
+EXECUTION_ONLY = (("data", "num_workers"), ("data", "cache_gb"), ("eval", "require_better_than_chance"),
+                  ("run", "checkpoint_every_steps"), ("run", "checkpoint_every_minutes"))
 
 
 def recipe_sha256(recipe: Recipe) -> str:

@@ -127,6 +127,8 @@ class ForgetReport(_Report):
     task: str
     mode: Literal["sample", "class"]
     steps: int
+    resumed_from_step: int | None = Field(None, description="--resume: the step this run continued after (the "
+                                                            "interrupted run's last saved state); None: not resumed")
     stop_reason: Literal["target", "already_at_target", "max_steps", "time_budget"] = Field(
         description="why the steps ended: the stop target was reached, was met before any step, the step "
                     "budget ran out, or the time budget (method.stop.max_minutes) did")

@@ -34,6 +34,9 @@ method passes, 5 when none does:
 
 With --seeds 2 or more, each cell is mean ± sample std, and compare.json/csv add the 95 % t-interval.
 
+Interrupted? The same command with --resume keeps the runs that finished, resumes the one that was
+running and runs the rest.
+
 Writes compare/<method>/seed<N>/ runs and compare/compare.{json,csv,md,png}.
 """
 
@@ -57,6 +60,9 @@ def compare(
     reference: options.Reference = None,
     max_minutes: options.MaxMinutes = None,
     log_format: options.LogFormat = "auto",
+    resume: options.Resume = False,
+    dry_run: options.DryRun = False,
+    probe: options.Probe = 0,
     recipe: options.Recipe = None,
     overrides: options.Set = None,
     arch: options.Arch = None,
@@ -85,9 +91,16 @@ def compare(
     proof = Proof.of(spec, require, "compare", reference, argv_of(ctx))
     manifests = {"forget": forget_csv, "retain": retain_csv, "test": test_csv, "forget_test": forget_test_csv}
     proof.check(manifests, spec, original=True)  # before any model is read
+    from orthograd_cli.jobs.resume import find_resumable
     from orthograd_cli.preflight import preflight
 
+    find_resumable(out, "compare", resume)
     preflight(model, manifests, out, overwrite)  # before torch is imported
+    if dry_run:
+        from orthograd_cli.cli.output import show_plan
+
+        show_plan(output, "compare", model, manifests, spec, arch, probe=probe, out=out, methods=names, seeds=seeds)
+        return
 
     took: dict[str, list[float]] = {}
 
@@ -102,7 +115,7 @@ def compare(
         with progress(enabled=not quiet, log_format=log_format) as bar:
             report = run_compare(str(model), manifests, spec, names, seeds, str(out), overwrite, arch, observer=bar,
                                  on_run=announce, sweep=parse_sweep(sweep) if sweep else None, select=select,
-                                 proof=proof)
+                                 proof=proof, resume=resume)
     except CompareFailed as failed:
         if as_json:  # pipelines still get the report, with every run's reason, before the error line
             output.result(failed.report, lambda: None)

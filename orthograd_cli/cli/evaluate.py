@@ -45,6 +45,7 @@ def evaluate(
     recipe: options.Recipe = None,
     overrides: options.Set = None,
     arch: options.Arch = None,
+    dry_run: options.DryRun = False,
     as_json: options.Json = False,
     quiet: options.Quiet = False,
     ctx: typer.Context = None,
@@ -67,6 +68,11 @@ def evaluate(
     from orthograd_cli.preflight import preflight
 
     preflight(model, manifests)  # before torch is imported
+    if dry_run:
+        from orthograd_cli.cli.output import show_plan
+
+        show_plan(output, "evaluate", model, manifests, spec, arch)
+        return
     report = run_evaluate(str(model), manifests, spec, str(original) if original else None, arch,
                           str(reference) if reference else None, strict, str(out) if out else None, proof)
     for note in report.notes:

@@ -32,6 +32,16 @@ Speech (task: asr): forget one speaker and keep the others' WER, e.g.
   orthograd forget whisper_folder/ -f voice/forget.csv --retain voice/retain.csv -t voice/test.csv
   --forget-test voice/forget_test.csv --recipe whisper_espeak_speaker --out run/   # Whisper (asr_seq2seq)
 
+Interrupted (SIGTERM, Ctrl-C, SIGKILL, a crash)? The same command with --resume continues it, and
+writes what the uninterrupted run would have written:
+
+  orthograd forget model.safetensors -f forget.csv --retain retain.csv -t test.csv --out run/ --resume
+
+Check everything and see the plan (sets, LoRA targets, backend, a peak-memory estimate) without
+running; --probe N times N real steps:
+
+  orthograd forget model.safetensors -f forget.csv --retain retain.csv -t test.csv --out run/ --dry-run
+
 Several processes (data-parallel OrthoGrad; the result equals one process's to float32 rounding):
 
   orthograd forget model.safetensors -f forget.csv --retain retain.csv -t test.csv --out run/ --nproc 2
@@ -61,6 +71,9 @@ def forget(
     reference: options.Reference = None,
     max_minutes: options.MaxMinutes = None,
     log_format: options.LogFormat = "auto",
+    resume: options.Resume = False,
+    dry_run: options.DryRun = False,
+    probe: options.Probe = 0,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out folder.")] = False,
     recipe: options.Recipe = None,
     overrides: options.Set = None,
@@ -100,16 +113,23 @@ def forget(
     proof = Proof.of(spec, require, "forget", reference, argv_of(ctx))
     proof.check(manifests, spec, original=True)  # before any model is read
     if not secondary:  # the paths and the output folder, before torch is imported
+        from orthograd_cli.jobs.resume import find_resumable
         from orthograd_cli.preflight import preflight
 
+        find_resumable(out, "forget", resume)
         preflight(model, manifests, out, overwrite)
+    if dry_run:
+        from orthograd_cli.cli.output import show_plan
+
+        show_plan(output, "forget", model, manifests, spec, arch, nproc, probe, out)
+        return
     if nproc > 1 and not distributed.launched():  # this process checks once, then starts and watches N ranks
         from orthograd_cli.cli.launch import check_process_count, launch
         from orthograd_cli.jobs.forget import check_forget
         from orthograd_cli.runtime import pick_device
 
         check_process_count(nproc, pick_device(spec.device), oversubscribe)
-        check_forget(str(model), manifests, spec, str(out), nproc, overwrite, arch, extra_outputs)
+        check_forget(str(model), manifests, spec, str(out), nproc, overwrite, arch, extra_outputs, proof, resume)
         raise typer.Exit(launch(nproc, argv_of(ctx)))
     ignored = distributed.ignored_variables()
     if ignored:
@@ -117,7 +137,7 @@ def forget(
                     "--nproc or torchrun), so it runs alone")
     with progress(enabled=not quiet, log_format=log_format) as bar:
         report = run_forget(str(model), manifests, spec, str(out), overwrite=overwrite, arch=arch, observer=bar,
-                            extra_outputs=extra_outputs, proof=proof)
+                            extra_outputs=extra_outputs, proof=proof, resume=resume)
     if report is None:  # a rank other than 0
         return
     for note in report.notes:

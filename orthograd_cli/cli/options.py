@@ -26,6 +26,16 @@ LogFormat = Annotated[str, typer.Option(
 MaxMinutes = Annotated[Optional[float], typer.Option(
     "--max-minutes", min=0.001, help="A time budget per run: end at the first check after it and report what was "
                                      "reached (stop reason time_budget). Same as --set method.stop.max_minutes=M.")]
+DryRun = Annotated[bool, typer.Option(
+    "--dry-run", help="Check every input as the run would (manifests, files, recipe, --require, the checkpoint's "
+                      "header and shapes, without reading its weights), print the plan (sets, trainable parameters, "
+                      "LoRA targets, batches, per-sample backend, step bound, peak-memory estimate) and exit 0; "
+                      "nothing is written.")]
+Probe = Annotated[int, typer.Option(
+    "--probe", min=0, help="With --dry-run: also time N real steps on the real weights (nothing is written).")]
+Resume = Annotated[bool, typer.Option(
+    "--resume", help="Continue the interrupted run of this same command (its state lies beside --out, kept after "
+                     "SIGTERM, Ctrl-C, SIGKILL or a crash); the result is the one an uninterrupted run writes.")]
 ForgetTest = Annotated[Optional[str], typer.Option(
     "--forget-test", help="CSV manifest of the forgotten group's unseen samples (e.g. the speaker's test recordings).")]
 

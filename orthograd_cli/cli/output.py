@@ -131,3 +131,12 @@ def verdict_table(verdict):
     for row in verdict.requirements:
         table.add_row(row.requirement, "pass" if row.passed else "FAIL", row.detail)
     return table
+
+
+def show_plan(output: Output, command: str, model, manifests: dict, recipe, arch, world_size: int = 1,
+              probe: int = 0, out=None, methods: list[str] | None = None, seeds: int = 1) -> None:
+    """`--dry-run`: the plan (jobs/plan.py) as lines, or as JSON with --json."""
+    from orthograd_cli.jobs.plan import plan_lines, plan_run
+
+    plan = plan_run(command, str(model), manifests, recipe, arch, world_size, probe, out, methods, seeds)
+    output.result(plan, lambda: [output.line(line) for line in plan_lines(plan)])

@@ -33,7 +33,7 @@ class Progress(Observer):
 
     def __init__(self, description: str = "unlearning"):
         self.description = description
-        self.max_steps = 0
+        self.max_steps = self.first_step = 0
         self.started = 0.0
 
     def __enter__(self) -> "Progress":
@@ -45,15 +45,15 @@ class Progress(Observer):
     def run(self, name: str) -> None:
         self.description = name
 
-    def start(self, max_steps: int) -> None:
-        self.max_steps, self.started = max_steps, time.perf_counter()
+    def start(self, max_steps: int, first_step: int = 0) -> None:
+        self.max_steps, self.first_step, self.started = max_steps, first_step, time.perf_counter()
 
     def rate(self, step: int) -> tuple[float | None, float | None]:
         """(steps per second so far, seconds left at that rate if every step is taken: an upper bound)."""
         elapsed = time.perf_counter() - self.started
-        if step <= 0 or elapsed <= 0:
+        if step <= self.first_step or elapsed <= 0:
             return None, None
-        per_second = step / elapsed
+        per_second = (step - self.first_step) / elapsed
         return per_second, (self.max_steps - step) / per_second
 
 
@@ -64,15 +64,20 @@ def _scores(row: dict) -> dict:
 class PlainLines(Progress):
     """One line per check: step, the sets' scores, the step rate and the time left at most."""
 
-    def start(self, max_steps: int) -> None:
-        super().start(max_steps)
-        _write(f"{self.description}: up to {max_steps} steps")
+    def start(self, max_steps: int, first_step: int = 0) -> None:
+        super().start(max_steps, first_step)
+        _write(f"{self.description}: up to {max_steps} steps" + (f", resuming after step {first_step}"
+                                                                  if first_step else ""))
 
     def check(self, row: dict) -> None:
         per_second, left = self.rate(row["step"])
         scores = "  ".join(f"{key.replace('_', ' ')} {value:.4f}" for key, value in _scores(row).items())
         pace = f"  {per_second:.2f} steps/s, at most {_duration(left)} left" if per_second else ""
         _write(f"{self.description}: step {row['step']}/{self.max_steps}  {scores}{pace}")
+
+    def saved(self, step: int, interrupted: bool) -> None:
+        if interrupted:
+            _write(RESUME_LINE.format(run=self.description, step=step))
 
     def end(self, result) -> None:
         _write(f"{self.description}: {result.stop_message} after {result.steps} steps in {_duration(result.wall_s)}")
@@ -81,14 +86,17 @@ class PlainLines(Progress):
 class JsonLines(Progress):
     """The same events as JSON lines: start, check (with the row), end; warnings come through Output."""
 
-    def start(self, max_steps: int) -> None:
-        super().start(max_steps)
-        emit("start", run=self.description, max_steps=max_steps)
+    def start(self, max_steps: int, first_step: int = 0) -> None:
+        super().start(max_steps, first_step)
+        emit("start", run=self.description, max_steps=max_steps, first_step=first_step)
 
     def check(self, row: dict) -> None:
         per_second, left = self.rate(row["step"])
         emit("check", run=self.description, step=row["step"], max_steps=self.max_steps, metrics=_scores(row),
              wall_s=row.get("wall_s"), steps_per_s=per_second, eta_s=left)
+
+    def saved(self, step: int, interrupted: bool) -> None:
+        emit("state_saved", run=self.description, step=step, interrupted=interrupted)
 
     def end(self, result) -> None:
         emit("end", run=self.description, steps=result.steps, stop_reason=result.stop_reason,
@@ -114,11 +122,15 @@ class ProgressBar(Progress):
         if self.progress.live.is_started:
             self.progress.__exit__(*exc)
 
-    def start(self, max_steps: int) -> None:
-        super().start(max_steps)
+    def start(self, max_steps: int, first_step: int = 0) -> None:
+        super().start(max_steps, first_step)
         if not self.progress.live.is_started:  # the display starts with the first run: an early error stays 1 line
             self.progress.__enter__()
-        self.task = self.progress.add_task(self.description, total=max_steps, info="")
+        self.task = self.progress.add_task(self.description, total=max_steps, completed=first_step, info="")
+
+    def saved(self, step: int, interrupted: bool) -> None:
+        if interrupted:
+            self.progress.console.print(RESUME_LINE.format(run=self.description, step=step))
 
     def step(self, step: int, last_row: dict, latest: dict) -> None:
         names = (("unlearn", "unlearn_loss"), ("retain", "retain_loss"))
@@ -128,6 +140,10 @@ class ProgressBar(Progress):
         per_second, _ = self.rate(step)
         pace = f"  {per_second:.2f} steps/s" if per_second else ""
         self.progress.update(self.task, advance=1, info=f"{losses}  {forget}{pace}".lstrip())
+
+
+RESUME_LINE = ("{run}: interrupted after step {step}; its state is saved: rerun the same command with --resume to "
+               "continue")
 
 
 def emit(event: str, **fields) -> None:

@@ -180,3 +180,17 @@ def listed_paths(path: Path) -> list[Path]:
     except (OSError, UnicodeDecodeError, csv.Error):
         return []  # the full read names the problem
     return [(path.parent / row["path"]).resolve() for row in rows if row.get("path")]
+
+
+def check_files_exist(path: Path) -> None:
+    """Every file a manifest lists exists, checked as the full read checks it (same error), before the task and
+    the model are known (preflight.py); what this cannot parse, the full read names."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            for line, record in _rows(reader, path):
+                raw = (record.get("path") or "").strip() if isinstance(record.get("path"), str) else ""
+                if raw:
+                    _sample_path(raw, path.parent, f"{path} row {line}", check_files=True)
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return

@@ -78,12 +78,14 @@ def summarise(method: str, runs: list[CompareRun], chosen: dict | None = None) -
 def run_compare(model_path: str, manifests: dict, recipe: Recipe, methods: list[str], seeds: int,
                 out_dir: str, overwrite: bool = False, arch: str | None = None, observer=None,
                 on_run=None, sweep: dict[str, list] | None = None, select: str = "uis",
-                proof: Proof | None = None) -> CompareReport:
+                proof: Proof | None = None, resume: bool = False) -> CompareReport:
     """Every method × seed into OUT/<method>/seed<N>/ and the summary beside them; with `sweep` ({recipe key:
     values}), each method's setting chosen first on a validation split. The folder appears only when at
     least one run ran; when none did, CompareFailed carries the report (nothing is written). `proof`: each
     run's requirements and the reference model (scored once for all runs); a method passes when every one of
-    its runs meets every requirement."""
+    its runs meets every requirement. `resume`: continue the interrupted comparison beside `out_dir`: its finished
+    runs are kept, the interrupted one resumes, the rest run."""
+    from orthograd_cli.jobs import resume as resuming
     from orthograd_cli.jobs import sweep as sweeping
     from orthograd_cli.jobs.forget import check_recipe_fits_task, forget_into, output_bytes
     from orthograd_cli.loading import load_everything
@@ -91,6 +93,7 @@ def run_compare(model_path: str, manifests: dict, recipe: Recipe, methods: list[
     if not methods:
         raise UsageError("methods: no method given", "name one or more, e.g. orthograd,neggrad_plus")
     check_methods(methods)
+    saved = resuming.find_resumable(out_dir, "compare", resume)
     proof = proof or Proof.of(recipe, None, "compare")
     loaded = load_everything(model_path, recipe, manifests, arch)  # validated and decoded once for every run
     recipe = loaded.recipe  # with the checkpoint's recorded preprocessing
@@ -103,7 +106,14 @@ def run_compare(model_path: str, manifests: dict, recipe: Recipe, methods: list[
     out = Path(out_dir)
     inputs = [*loaded.input_paths, *([reference[0].path] if reference else [])]
     with claimed_folder(out, "compare", inputs, overwrite, output_bytes(loaded) * len(methods) * seeds,
-                        loaded.sample_paths) as folder:
+                        loaded.sample_paths, resume=saved,
+                        resumable=lambda folder: (folder / resuming.COMPARE_STATE).is_file()) as folder:
+        same_run = {**resuming.fingerprint(loaded, recipe, 1, reference[0].sha256 if reference else None),
+                    "methods": methods, "seeds": seeds, "sweep": sweep, "select": select}
+        if saved is not None:
+            resuming.check_same_run(resuming.read_compare_state(folder), same_run, folder)
+        else:
+            resuming.write_compare_state(folder, same_run)
         sweep_report, chosen = None, {}
         if sweep:
             target = real_target(loaded, recipe)
@@ -126,11 +136,16 @@ def run_compare(model_path: str, manifests: dict, recipe: Recipe, methods: list[
                 spec.seed = seed
                 run_dir = Path(method) / f"seed{seed}"
                 try:
-                    (folder / run_dir).mkdir(parents=True)
-                    if observer is not None:
-                        observer.run(f"{method} seed {seed}")
-                    report = forget_into(loaded, context.derive(spec), folder / run_dir, out / run_dir, observer,
-                                         proof)
+                    finished, interrupted = prepare_run_folder(folder / run_dir)
+                    if finished is not None:  # a resumed comparison keeps what an earlier try finished
+                        report = finished
+                    else:
+                        if observer is not None:
+                            observer.run(f"{method} seed {seed}")
+                        restored = resuming.read_saved(folder / run_dir, resuming.fingerprint(
+                            loaded, spec, 1, reference[0].sha256 if reference else None)) if interrupted else None
+                        report = forget_into(loaded, context.derive(spec), folder / run_dir, out / run_dir, observer,
+                                             proof, restored)
                     reference_metrics = report.reference_metrics
                     run = CompareRun(status="ok" if report.verdict.passed else "not_met", seed=seed,
                                      steps=report.steps, wall_s=report.wall_s, stop_reason=report.stop_reason,
@@ -156,8 +171,29 @@ def run_compare(model_path: str, manifests: dict, recipe: Recipe, methods: list[
                                passing_methods=[row.method for row in rows if row.passed == row.runs])
         if len(failures) == len(methods) * seeds:
             raise CompareFailed(report, failures)
+        (folder / resuming.COMPARE_STATE).unlink()  # finished: nothing to resume
         write_outputs(report, folder)
     return report
+
+
+def prepare_run_folder(run_folder: Path):
+    """(the run's report if it finished in an earlier try, whether an interrupted try left its state there); the
+    folder is made ready for the run: emptied but for that state, or made."""
+    import shutil
+
+    from orthograd_cli.jobs.resume import STATE_FILE
+    from orthograd_cli.outputs import clear_except
+    from orthograd_cli.report import ForgetReport
+
+    if (run_folder / "report.json").is_file():
+        return ForgetReport.model_validate_json((run_folder / "report.json").read_text()), False
+    interrupted = (run_folder / STATE_FILE).is_file()
+    if interrupted:
+        clear_except(run_folder, {STATE_FILE})
+    else:
+        shutil.rmtree(run_folder, ignore_errors=True)
+        run_folder.mkdir(parents=True)
+    return None, interrupted
 
 
 class CompareFailed(OrthogradError):

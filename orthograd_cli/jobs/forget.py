@@ -16,11 +16,14 @@ from orthograd_cli.methods.observer import Observer
 from orthograd_cli.metrics.evaluation import measure, metrics_from, score
 from orthograd_cli.metrics.sanity import require_better_than_chance
 from orthograd_cli.models.checkpoint import Checkpoint, save_checkpoint
-from orthograd_cli.outputs import check_not_an_input, check_output_file, check_output_folder, claimed_folder
+from orthograd_cli.outputs import (check_not_an_input, check_output_file, check_output_folder, claimed_folder,
+                                   clear_except)
 from orthograd_cli.models.registry import checkpoint_state, load_model
 from orthograd_cli.models.hf_folder import copy_companions
 from orthograd_cli.recipe import Recipe, preprocessing_metadata
 from orthograd_cli.card import CARD_NAME, card_text, write_card
+from orthograd_cli.jobs.resume import STATE_FILE, Checkpointer, find_resumable, fingerprint, read_saved
+from orthograd_cli.methods.state import LoopState
 from orthograd_cli.jobs.proof import CHANCE_HINT, COMPARISON_HINT, Proof, chance_check, target_hint
 from orthograd_cli.metrics.reference import add_reference_metrics
 from orthograd_cli.report import Audit, BeforeAfter, ForgetReport, provenance, provenance_metadata, write_report
@@ -40,11 +43,13 @@ def check_recipe_fits_task(recipe: Recipe, task) -> None:
 
 def run_forget(model_path: str, manifests: dict, recipe: Recipe, out_dir: str,
                overwrite: bool = False, arch: str | None = None, observer: Observer | None = None,
-               extra_outputs: tuple = (), proof: Proof | None = None) -> ForgetReport:
+               extra_outputs: tuple = (), proof: Proof | None = None, resume: bool = False) -> ForgetReport:
     """Validate everything, claim `out_dir`, unlearn, and write the checkpoint, adapter, card and report into it.
     `extra_outputs`: other files the caller will write (a plot), checked with the same rules up front. `proof`:
-    the requirements, the reference model and the command line (default: the recipe's requirements)."""
+    the requirements, the reference model and the command line (default: the recipe's requirements). `resume`:
+    continue the interrupted run whose state lies beside `out_dir` (jobs/resume.py)."""
     proof = proof or Proof.of(recipe, None, "forget")
+    saved = find_resumable(out_dir, "forget", resume)
     loaded = load_everything(model_path, recipe, manifests, arch)
     recipe = loaded.recipe  # with the checkpoint's recorded preprocessing
     check_recipe_fits_task(recipe, loaded.task)
@@ -54,27 +59,38 @@ def run_forget(model_path: str, manifests: dict, recipe: Recipe, out_dir: str,
     collective = distributed.start(pick_device(recipe.device))  # None in a single process
     context = RunContext.of(recipe, collective)
     try:
+        restored = None
+        if saved is not None:  # the same run as the interrupted one, or refused before anything changes
+            restored = read_saved(saved, fingerprint(loaded, recipe, context.runtime.world_size,
+                                                     reference[0].sha256 if reference else None))
         if collective is not None:
             check_fits_world(loaded, collective.world_size)
             if collective.rank != 0:  # the same steps and evaluations into a scratch folder; rank 0 writes
                 with tempfile.TemporaryDirectory(prefix="orthograd-rank") as scratch:
-                    _forget_into(loaded, context, Path(scratch), None, proof)
+                    _forget_into(loaded, context, Path(scratch), None, proof, restored)
                 return None
         check_extra_outputs(loaded, out_dir, extra_outputs)
-        with claimed_folder(out_dir, "forget", inputs, overwrite, output_bytes(loaded),
-                            loaded.sample_paths) as folder:
-            return forget_into(loaded, context, folder, Path(out_dir), observer, proof)
+        with claimed_folder(out_dir, "forget", inputs, overwrite, output_bytes(loaded), loaded.sample_paths,
+                            resume=saved, resumable=lambda folder: (folder / STATE_FILE).is_file()) as folder:
+            if saved is not None:  # what the interrupted run began to write goes; its state stays
+                clear_except(folder, {STATE_FILE})
+            return forget_into(loaded, context, folder, Path(out_dir), observer, proof, restored)
     finally:
         distributed.stop(collective)
 
 
 def check_forget(model_path: str, manifests: dict, recipe: Recipe, out_dir: str, world_size: int,
-                 overwrite: bool = False, arch: str | None = None, extra_outputs: tuple = ()) -> None:
+                 overwrite: bool = False, arch: str | None = None, extra_outputs: tuple = (),
+                 proof: Proof | None = None, resume: bool = False) -> None:
     """What run_forget checks before it computes, for `world_size` processes, without claiming or computing:
     `forget --nproc N` checks once here before it starts N processes that would each fail the same way."""
+    saved = find_resumable(out_dir, "forget", resume)
     loaded = load_everything(model_path, recipe, manifests, arch)
     check_recipe_fits_task(loaded.recipe, loaded.task)
     check_fits_world(loaded, world_size)
+    if saved is not None:
+        reference = (proof or Proof.of(recipe, None, "forget")).reference(loaded.recipe, arch)
+        read_saved(saved, fingerprint(loaded, loaded.recipe, world_size, reference[0].sha256 if reference else None))
     check_extra_outputs(loaded, out_dir, extra_outputs)
     check_output_folder(out_dir, loaded.input_paths, overwrite, output_bytes(loaded), loaded.sample_paths)
 
@@ -113,20 +129,22 @@ def output_bytes(loaded: Loaded) -> int:
     return loaded.checkpoint.nbytes
 
 
-def forget_into(loaded: Loaded, context: RunContext, folder: Path, final: Path,
-                observer: Observer | None = None, proof: Proof | None = None) -> ForgetReport:
+def forget_into(loaded: Loaded, context: RunContext, folder: Path, final: Path, observer: Observer | None = None,
+                proof: Proof | None = None, restored: LoopState | None = None) -> ForgetReport:
     """One forget run of `context.recipe` on inputs already loaded and validated, written into `folder` (renamed
     to `final` by the caller); `compare` reuses the loaded inputs (and the scored reference) across runs. The
-    provenance's recipe sha256 is the context's, that of the recipe the report holds."""
+    provenance's recipe sha256 is the context's, that of the recipe the report holds. `restored`: the state of the
+    interrupted run to continue (jobs/resume.read_saved)."""
     proof = proof or Proof.of(context.recipe, None, "forget")
-    report = _forget_into(loaded, context, folder, observer, proof)
+    report = _forget_into(loaded, context, folder, observer, proof, restored)
     report.outputs = {name: str(final / name) for name in ("model.safetensors", "adapter", CARD_NAME, "report.json")
                       if (folder / name).exists() or name == "report.json"}
     write_report(report, folder / "report.json")
     return report
 
 
-def _forget_into(loaded: Loaded, context: RunContext, tmp_dir: Path, observer, proof: Proof) -> ForgetReport:
+def _forget_into(loaded: Loaded, context: RunContext, tmp_dir: Path, observer, proof: Proof,
+                 restored: LoopState | None = None) -> ForgetReport:
     from orthograd_cli.methods import get_method
     from orthograd_cli.methods.loop import run_unlearning
     from orthograd_cli.methods.sampler import UnlearnSampler
@@ -158,11 +176,14 @@ def _forget_into(loaded: Loaded, context: RunContext, tmp_dir: Path, observer, p
                     lambda m, dataset: score(task, m, dataset, batch, runtime.device, collective),
                     {name: sets[name] for name in ("forget_test", "test") if name in sets},
                     check_name="forget" if holdout is None else "forget_holdout")
+    reference_sha256 = proof.reference(recipe, None)[0].sha256 if proof.reference_path else None
+    checkpointer = Checkpointer(tmp_dir, fingerprint(loaded, recipe, runtime.world_size, reference_sha256), recipe.run,
+                                writes=runtime.is_main, restored=restored)
     with runtime.reproducible() as reproducibility:  # the steps and the merge decide the output's bytes
         result = run_unlearning(model, params, forget_update, retain, sampler, stop, direction_fn, task.mean_loss,
-                                spec, runtime, observer, collective)
+                                spec, runtime, observer, collective, checkpointer)
         prov = provenance(runtime.device, recipe.seed, base=loaded.checkpoint.sha256, recipe=context.recipe_sha256,
-                          reference=proof.reference(recipe, None)[0].sha256 if proof.reference_path else None,
+                          reference=reference_sha256,
                           **{f"manifest_{n}": m.sha256 for n, m in loaded.manifests.items()})
         metadata = {**loaded.checkpoint.metadata, **loaded.info.metadata(), **preprocessing_metadata(recipe.data),
                     **provenance_metadata(prov), "orthograd.mode": recipe.eval.mode}
@@ -206,6 +227,7 @@ def _forget_into(loaded: Loaded, context: RunContext, tmp_dir: Path, observer, p
         task=task.name,
         mode=mode,
         steps=result.steps,
+        resumed_from_step=checkpointer.restored.step if checkpointer.restored else None,
         stop_reason=result.stop_reason,
         stop_message=result.stop_message,
         target_reached=target_reached,
@@ -231,6 +253,7 @@ def _forget_into(loaded: Loaded, context: RunContext, tmp_dir: Path, observer, p
     write_card(card, tmp_dir)
     if (tmp_dir / "adapter").is_dir():  # `orthograd merge` of this adapter keeps this card (peft wrote its own)
         write_card(card, tmp_dir / "adapter")
+    checkpointer.discard()  # finished: nothing to resume
     return report
 
 

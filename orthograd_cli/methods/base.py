@@ -7,7 +7,8 @@ pydantic model of its own settings (recipe keys `method.<name>.…`) and its fac
 `make(model, params, forget_set, retain_set, spec, loss_fn, context) -> direction_fn`, `context` the run's
 RunContext (context.py: its seed, device and process group). The factory does any one-off preparation (a
 teacher copy, a saliency mask); `direction_fn(model, params, forget_batch,
-retain_batch, spec, loss_fn) -> Direction` is called once per step. `methods/__init__.py` lists the
+retain_batch, spec, loss_fn) -> Direction` is called once per step; one that counts steps keeps its counters in a
+dict `direction_fn.resume_state` (numbers only), which a resumed run puts back. `methods/__init__.py` lists the
 method files; every list of method names (recipe validation, help texts, `compare`) comes from it.
 """
 

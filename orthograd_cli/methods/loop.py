@@ -24,6 +24,7 @@ from orthograd_cli.errors import NumericalError
 from orthograd_cli.gradients.projection import global_norm
 from orthograd_cli.methods.observer import Observer
 from orthograd_cli.methods.sampler import UnlearnSampler
+from orthograd_cli.methods.state import LoopState, rng_state, set_rng_state
 from orthograd_cli.methods.stop import StopRule
 
 
@@ -92,6 +93,22 @@ def over_budget(max_minutes: float | None, row: dict) -> bool:
     return max_minutes is not None and row["wall_s"] >= max_minutes * 60
 
 
+def _restore(state: LoopState, params: dict, optimizer, sampler: UnlearnSampler, direction_fn, collective) -> None:
+    """Put a saved state back: weights, optimizer, sampler, the method's counters and every random generator."""
+    import torch
+
+    with torch.no_grad():
+        for name, p in params.items():
+            p.copy_(state.params[name])
+    if optimizer is not None:
+        optimizer.load_state_dict(state.optimizer)
+    sampler.load_state_dict(state.sampler)
+    getattr(direction_fn, "resume_state", {}).update(state.method)
+    if collective is not None:
+        collective.sent_bytes = state.sent_bytes
+    set_rng_state(state.rng)
+
+
 def _reached(stop: StopRule, row: dict) -> str:
     return (f"{stop.check_name.replace('_', ' ')} accuracy {row[stop.watched]:.4f} reached target "
             f"{stop.target_forget_acc:.4f}")
@@ -99,20 +116,28 @@ def _reached(stop: StopRule, row: dict) -> str:
 
 def run_unlearning(model, params: dict, forget_set, retain_set, sampler: UnlearnSampler, stop: StopRule,
                    direction_fn: Callable, loss_fn: Callable, spec, runtime, observer: Observer | None = None,
-                   collective=None) -> UnlearnResult:
+                   collective=None, checkpointer=None) -> UnlearnResult:
     """Step until the stop rule is met or `spec.max_steps` (spec: the recipe's method section) are taken; with
-    several processes (`collective`) each takes its share of the same global batches."""
+    several processes (`collective`) each takes its share of the same global batches. `checkpointer`
+    (jobs/resume.py): where the resumable state goes, when, and the state to continue from (None: start)."""
     import torch
+
+    from orthograd_cli.interrupts import deferred
 
     observer = observer or Observer()
     optimizer = torch.optim.Adam(params.values(), lr=spec.lr) if spec.optimizer == "adam" else None
     model.eval()
-    started = time.perf_counter()
     result = UnlearnResult(steps=0, stop_reason="max_steps",
                            stop_message=f"max_steps ({spec.max_steps}) reached before the stop target")
     per_step: dict[str, list] = {key: [] for key in (*STATS, "unlearn_loss", "retain_loss")}
     unread: list[tuple[int, dict]] = []  # steps since the last check, diagnostics still on the device
     latest: dict = {}
+    restored = checkpointer.restored if checkpointer is not None else None
+    if restored is not None:
+        _restore(restored, params, optimizer, sampler, direction_fn, collective)
+        result.history, result.steps, latest = restored.history, restored.step, restored.latest
+        per_step.update(restored.per_step)
+    started = time.perf_counter() - (restored.elapsed_s if restored is not None else 0.0)
 
     def read_steps() -> None:
         nonlocal latest
@@ -134,39 +159,80 @@ def run_unlearning(model, params: dict, forget_set, retain_set, sampler: Unlearn
         observer.check(row)
         return stop.reached(row)
 
-    observer.start(spec.max_steps)
-    if check(0):
-        result.stop_reason = "already_at_target"
-        result.stop_message = "forget accuracy already at target before any step"
-    else:
-        for step in range(1, spec.max_steps + 1):
-            forget_index, retain_index = sampler.next_step()
-            if collective is not None:  # this rank's share of the same global batches
-                forget_index, retain_index = collective.shard(forget_index), collective.shard(retain_index)
-            forget_batch = forget_set.batch(forget_index, runtime.device)
-            retain_batch = retain_set.batch(retain_index, runtime.device)
-            with runtime.unlearning_passes():
-                direction = direction_fn(model, params, forget_batch, retain_batch, spec, loss_fn)
-            apply_update(params, direction.update, spec.lr, optimizer)
-            unread.append((step, _unread(direction)))
-            del direction  # its update: memory the next step needs
-            result.steps = step
-            done = stop.due(step) and check(step)
-            observer.step(step, result.history[-1], latest)
-            if done:
-                result.stop_reason, result.stop_message = "target", _reached(stop, result.history[-1])
-                break
-            if stop.due(step) and over_budget(spec.stop.max_minutes, result.history[-1]):
-                result.stop_reason = "time_budget"
-                result.stop_message = (f"time budget ({spec.stop.max_minutes:g} min) used at step {step}, "
-                                       f"{stop.check_name.replace('_', ' ')} accuracy "
-                                       f"{result.history[-1][stop.watched]:.4f}, target {stop.target_forget_acc:.4f}")
-                break
-        else:  # the budget ran out between checks: the weights as they are decide whether the target was met
-            if result.steps and not stop.due(result.steps) and check(result.steps):
-                result.stop_reason = "target"
-                result.stop_message = _reached(stop, result.history[-1]) + " at the last step"
+    def after_step(step: int) -> bool:
+        """The check due after `step`, if any, and whether the run ends there."""
+        done = stop.due(step) and check(step)
+        observer.step(step, result.history[-1], latest)
+        if done:
+            result.stop_reason, result.stop_message = "target", _reached(stop, result.history[-1])
+            return True
+        if stop.due(step) and over_budget(spec.stop.max_minutes, result.history[-1]):
+            result.stop_reason = "time_budget"
+            result.stop_message = (f"time budget ({spec.stop.max_minutes:g} min) used at step {step}, "
+                                   f"{stop.check_name.replace('_', ' ')} accuracy "
+                                   f"{result.history[-1][stop.watched]:.4f}, target {stop.target_forget_acc:.4f}")
+            return True
+        return False
+
+    def snapshot(check_pending: bool) -> LoopState:
         read_steps()
+        return LoopState(step=result.steps, params=params, optimizer=optimizer and optimizer.state_dict(),
+                         sampler=sampler.state_dict(), rng=rng_state(), history=result.history,
+                         per_step=per_step, latest=latest, elapsed_s=time.perf_counter() - started,
+                         method={key: value.item() if hasattr(value, "item") else value  # a 0-dim tensor: its number
+                                 for key, value in getattr(direction_fn, "resume_state", {}).items()},
+                         sent_bytes=collective.sent_bytes if collective is not None else 0,
+                         check_pending=check_pending)
+
+    observer.start(spec.max_steps, result.steps)
+    checking = None  # the step whose check is under way
+    try:
+        finished = False
+        if restored is None and check(0):
+            result.stop_reason = "already_at_target"
+            result.stop_message = "forget accuracy already at target before any step"
+            finished = True
+        elif restored is not None and restored.check_pending:  # interrupted during this check: do it again
+            checking = restored.step
+            finished = after_step(restored.step)
+            checking = None
+        if not finished:
+            for step in range(result.steps + 1, spec.max_steps + 1):
+                with deferred():  # a signal waits for the step: weights, optimizer and sampler move together
+                    forget_index, retain_index = sampler.next_step()
+                    if collective is not None:  # this rank's share of the same global batches
+                        forget_index, retain_index = collective.shard(forget_index), collective.shard(retain_index)
+                    forget_batch = forget_set.batch(forget_index, runtime.device)
+                    retain_batch = retain_set.batch(retain_index, runtime.device)
+                    with runtime.unlearning_passes():
+                        direction = direction_fn(model, params, forget_batch, retain_batch, spec, loss_fn)
+                    apply_update(params, direction.update, spec.lr, optimizer)
+                    unread.append((step, _unread(direction)))
+                    del direction  # its update: memory the next step needs
+                    result.steps = step
+                checking = step
+                if after_step(step):
+                    break
+                checking = None
+                if checkpointer is not None and checkpointer.due(step):
+                    with deferred():
+                        checkpointer.save(snapshot(check_pending=False))
+                    observer.saved(step, interrupted=False)
+            else:  # the budget ran out between checks: the weights as they are decide whether the target was met
+                checking = result.steps
+                if result.steps and not stop.due(result.steps) and check(result.steps):
+                    result.stop_reason = "target"
+                    result.stop_message = _reached(stop, result.history[-1]) + " at the last step"
+        read_steps()
+    except (KeyboardInterrupt, SystemExit):  # SIGINT, SIGTERM, SIGHUP: keep what the steps reached, then exit
+        if checkpointer is not None and result.steps > 0:
+            if checking is not None:  # the check it interrupted is done again by the resumed run
+                result.history = [row for row in result.history if row["step"] != checking]
+            done_check = bool(result.history) and result.history[-1]["step"] == result.steps
+            with deferred():
+                checkpointer.save(snapshot(check_pending=stop.due(result.steps) and not done_check))
+            observer.saved(result.steps, interrupted=True)
+        raise
     result.wall_s = time.perf_counter() - started
     result.retain_ids_sha256 = sampler.retain_ids_sha256
     result.diagnostics = {key: _summary(values) for key, values in per_step.items() if values}

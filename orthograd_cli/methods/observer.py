@@ -12,8 +12,8 @@ class Observer:
     def run(self, name: str) -> None:
         """A run begins (compare: its method and seed), before its start()."""
 
-    def start(self, max_steps: int) -> None:
-        pass
+    def start(self, max_steps: int, first_step: int = 0) -> None:
+        """The loop begins; `first_step` > 0: a resumed run, continuing after that step."""
 
     def step(self, step: int, last_row: dict, latest: dict) -> None:
         """After each update: the step number, the latest check's row and the diagnostics of the last step
@@ -21,6 +21,9 @@ class Observer:
 
     def check(self, row: dict) -> None:
         """After each stop-rule check, with its history row."""
+
+    def saved(self, step: int, interrupted: bool) -> None:
+        """The resumable state after `step` was written (`interrupted`: on SIGINT/SIGTERM, just before exiting)."""
 
     def end(self, result) -> None:
         pass

@@ -2,13 +2,16 @@
 
 Forget batches cycle through a seeded shuffle of the forget set (a fresh shuffle each pass); each
 step then draws k retain samples without replacement from the same seeded generator. The ids drawn
-go into a running sha256, so the report can prove which retain samples were used. The indices are
-global: every process of a multi-process run draws the same ones and takes its own share.
+go into a chained sha256 (each step's hash covers the previous one and that step's ids), so the report can
+prove which retain samples were used. The indices are global: every process of a multi-process run draws the
+same ones and takes its own share. `state_dict` is all a resumed run needs to draw what comes next.
 """
 
 from __future__ import annotations
 
 import hashlib
+
+EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 
 class UnlearnSampler:
@@ -21,7 +24,7 @@ class UnlearnSampler:
         self.forget_batch_size = min(unlearn_batch_size, forget_size)
         self.retain_batch_size = retain_batch_size
         self._order, self._position = None, forget_size
-        self._digest = hashlib.sha256()
+        self._digest = EMPTY_SHA256
 
     def next_forget(self):
         import torch
@@ -36,7 +39,8 @@ class UnlearnSampler:
         import torch
 
         index = torch.randperm(len(self.retain_ids), generator=self.generator)[:self.retain_batch_size]
-        self._digest.update("\n".join(self.retain_ids[i] for i in index.tolist()).encode())
+        drawn = "\n".join(self.retain_ids[i] for i in index.tolist())
+        self._digest = hashlib.sha256(f"{self._digest}\n{drawn}".encode()).hexdigest()
         return index
 
     def next_step(self):
@@ -45,4 +49,13 @@ class UnlearnSampler:
 
     @property
     def retain_ids_sha256(self) -> str:
-        return self._digest.hexdigest()
+        return self._digest
+
+    def state_dict(self) -> dict:
+        """Where the sampler stands: its generator, the current forget pass's order and position, the digest."""
+        return {"generator": self.generator.get_state(), "order": self._order, "position": self._position,
+                "digest": self._digest}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+        self._order, self._position, self._digest = state["order"], state["position"], state["digest"]

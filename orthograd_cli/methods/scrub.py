@@ -80,6 +80,7 @@ def make(model, params, forget_set, retain_set, spec, loss_fn, context):
         return Direction(update=grad, unlearn_loss=state["forget_kl"], retain_loss=retain_loss,
                          unlearn_grad_norm=0.0)
 
+    scrub_direction.resume_state = state  # where a resumed run's SCRUB picks up its passes (methods/state.py)
     return scrub_direction
 
 

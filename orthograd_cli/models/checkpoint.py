@@ -105,31 +105,43 @@ def _refuse_pickle(path: Path) -> None:
                               CONVERT_HINT)
 
 
-def read_checkpoint(path: str | Path) -> Checkpoint:
+def read_checkpoint(path: str | Path, weights: bool = True) -> Checkpoint:
     """Load a safetensors state dict (or a Hugging Face model folder) on the CPU; refuse pickles, truncated
-    files and non-finite weights."""
+    files and non-finite weights. `weights=False` (`--dry-run`): the header only, every tensor an empty one of
+    its shape and dtype on the meta device, and no sha256 (which would read every byte)."""
     path = Path(path)
     if path.is_dir():
         from orthograd_cli.models.hf_folder import read_hf_folder
 
-        return read_hf_folder(path)
+        return read_hf_folder(path, weights)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file", "pass the path of a .safetensors file "
                               "or of a Hugging Face model folder")
-    state_dict, metadata = read_safetensors(path)
-    return Checkpoint(path=path, state_dict=state_dict, metadata=metadata, sha256=file_sha256(path))
+    state_dict, metadata = read_safetensors(path, weights)
+    return Checkpoint(path=path, state_dict=state_dict, metadata=metadata, sha256=file_sha256(path) if weights else "")
 
 
-def read_safetensors(path: Path) -> tuple[dict, dict[str, str]]:
-    """(tensors in file order, metadata) of one safetensors file, every tensor checked."""
+def read_safetensors(path: Path, weights: bool = True) -> tuple[dict, dict[str, str]]:
+    """(tensors in file order, metadata) of one safetensors file, every tensor checked (`weights=False`: their
+    shapes and dtypes only, as meta tensors)."""
     import torch
     from safetensors import SafetensorError, safe_open
+
+    def header_only(handle, key):
+        piece = handle.get_slice(key)
+        name = DTYPE_NAMES.get(piece.get_dtype())
+        if name is None:
+            raise CheckpointError(f"{path}: tensor '{key}' has dtype {piece.get_dtype()}, which orthograd cannot "
+                                  "unlearn and write back (quantised weights?)",
+                                  "give the checkpoint in float32, float16 or bfloat16")
+        return torch.empty(piece.get_shape(), dtype=getattr(torch, name), device="meta")
 
     _refuse_pickle(path)
     try:
         with safe_open(str(path), framework="pt", device="cpu") as handle:
             metadata = dict(handle.metadata() or {})
-            state_dict = {key: handle.get_tensor(key) for key in _file_order(path, handle.keys())}
+            read = handle.get_tensor if weights else lambda key: header_only(handle, key)
+            state_dict = {key: read(key) for key in _file_order(path, handle.keys())}
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{path}: not a readable safetensors file ({exc})",
                               "the file may be truncated or of another format; re-export it with safetensors") from None
@@ -140,7 +152,7 @@ def read_safetensors(path: Path) -> tuple[dict, dict[str, str]]:
             raise CheckpointError(f"{path}: tensor '{key}' has dtype {tensor.dtype}, which orthograd cannot "
                                   "unlearn and write back (quantised weights?)",
                                   "give the checkpoint in float32, float16 or bfloat16")
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+        if weights and tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             raise CheckpointError(f"{path}: tensor '{key}' has NaN or infinite values",
                                   "the checkpoint is corrupt or diverged; use an earlier one")
     return state_dict, metadata
@@ -181,6 +193,7 @@ SAFETENSORS_DTYPES = {
     "float64": "F64", "float32": "F32", "float16": "F16", "bfloat16": "BF16", "int64": "I64", "int32": "I32",
     "int16": "I16", "int8": "I8", "uint8": "U8", "bool": "BOOL",
 }
+DTYPE_NAMES = {code: name for name, code in SAFETENSORS_DTYPES.items()}  # "F32" -> "float32"
 
 
 def safetensors_bytes(state_dict: dict, metadata: dict[str, str]) -> tuple[bytes, list]:

@@ -155,7 +155,7 @@ def shard_map(folder: Path) -> tuple[dict[str, str], list[str]]:
     return weight_map, shards
 
 
-def read_hf_folder(folder: Path) -> Checkpoint:
+def read_hf_folder(folder: Path, weights: bool = True) -> Checkpoint:
     if not (folder / CONFIG).is_file():
         raise CheckpointError(f"{folder}: a folder, but not a Hugging Face model folder (no {CONFIG})",
                               "pass a .safetensors file, or a folder written by save_pretrained")
@@ -164,7 +164,7 @@ def read_hf_folder(folder: Path) -> Checkpoint:
     files, weight_map = weight_files(folder)
     state_dict, metadata = {}, {}
     for path in files:
-        tensors, file_metadata = read_safetensors(path)
+        tensors, file_metadata = read_safetensors(path, weights)
         if weight_map is not None:
             check_shard(folder, path.name, tensors, weight_map)
         state_dict.update(tensors)
@@ -176,7 +176,7 @@ def read_hf_folder(folder: Path) -> Checkpoint:
     metadata.setdefault("format", "pt")  # from_pretrained refuses safetensors files without it
     for key, value in derived_metadata(folder, config).items():
         metadata.setdefault(key, value)
-    digest = file_sha256(files[0]) if len(files) == 1 else \
+    digest = "" if not weights else file_sha256(files[0]) if len(files) == 1 else \
         hashlib.sha256("".join(file_sha256(path) for path in files).encode()).hexdigest()
     return Checkpoint(path=folder, state_dict=state_dict, metadata=metadata, sha256=digest, is_folder=True,
                       config=config)

@@ -27,8 +27,18 @@ def adaptable_layers() -> tuple:
 
 def wrap_with_lora(model, r: int, alpha: float, targets: list[str]):
     """Wrap `model` in a peft LoRA model on the named modules: base weights frozen, adapters trainable."""
-    import torch.nn as nn
     from peft import LoraConfig, get_peft_model
+
+    targets = lora_targets(model, targets)
+    config = LoraConfig(r=r, lora_alpha=alpha, target_modules=exactly(targets), lora_dropout=0.0, bias="none")
+    with warnings.catch_warnings():  # peft asks transformers models a deprecated attribute; not the user's concern
+        warnings.simplefilter("ignore", FutureWarning)
+        return with_conv_geometry(get_peft_model(model, config))
+
+
+def lora_targets(model, targets: list[str]) -> list[str]:
+    """The module names LoRA goes on (patterns expanded), each checked to take an adapter peft can merge."""
+    import torch.nn as nn
 
     from orthograd_cli.errors import RecipeError, did_you_mean
 
@@ -52,10 +62,25 @@ def wrap_with_lora(model, r: int, alpha: float, targets: list[str]):
     if not targets:
         raise RecipeError("lora.target_modules: the model has no layer to put LoRA adapters on",
                           "name Linear, Conv1d or Conv2d layers, or set lora.enabled: false")
-    config = LoraConfig(r=r, lora_alpha=alpha, target_modules=exactly(targets), lora_dropout=0.0, bias="none")
-    with warnings.catch_warnings():  # peft asks transformers models a deprecated attribute; not the user's concern
-        warnings.simplefilter("ignore", FutureWarning)
-        return with_conv_geometry(get_peft_model(model, config))
+    return targets
+
+
+def lora_parameter_count(model, targets: list[str], r: int) -> int:
+    """The trainable parameters of rank-r adapters on `targets` as peft builds them, without building them: a
+    Linear's A (r × in) and B (out × r); a convolution's A (r × in × kernel) and B (out × r, 1 × 1)."""
+    import math
+
+    import torch.nn as nn
+
+    names = dict(model.named_modules())
+    count = 0
+    for target in targets:
+        layer = names[target]
+        if isinstance(layer, nn.Linear):
+            count += r * (layer.in_features + layer.out_features)
+        else:
+            count += r * layer.in_channels * math.prod(layer.kernel_size) + layer.out_channels * r
+    return count
 
 
 def exactly(names: list[str]) -> str:

@@ -1,6 +1,7 @@
 """Interrupting and racing `orthograd` (real subprocesses): nothing is ever left at the output path, and the
 README's exit-code table holds, row by row."""
 
+import json
 import os
 import re
 import signal
@@ -16,7 +17,7 @@ LONG_RUN = ["--set", "method.max_steps=100000",
             "--set", "method.stop.check_every=1000000"]
 
 
-def launch(command: str, trained_model, digits, out, *extra, global_options=()):
+def launch(command: str, trained_model, digits, out, *extra, global_options=(), env: dict | None = None):
     """`orthograd COMMAND` on the digits in a subprocess that would go on for a long time (later `--set`s in
     `extra` override LONG_RUN's). Its temporary files go beside `out`: a rank killed with SIGKILL cannot remove
     its own, and they must not pile up in the system's /tmp."""
@@ -26,7 +27,8 @@ def launch(command: str, trained_model, digits, out, *extra, global_options=()):
         [sys.executable, "-m", "orthograd_cli", *global_options, command, str(trained_model), "--forget",
          str(digits / "sample/forget.csv"), "--retain", str(digits / "sample/retain.csv"), "--test",
          str(digits / "test.csv"), *LONG_RUN, "--out", str(out), "--quiet", *map(str, extra)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "TMPDIR": str(scratch)})
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "TMPDIR": str(scratch), **(env or {})})
 
 
 def start(command: str, trained_model, digits, out, *extra):
@@ -48,6 +50,16 @@ def nothing_left(out: Path) -> bool:
     return not out.exists() and not list(out.parent.glob(f".{out.name}*"))
 
 
+def only_a_state_left(out: Path) -> bool:
+    """Nothing at `out`, and beside it at most the temporary folder of a run interrupted after its first step,
+    holding only its resumable state (`--resume`)."""
+    from orthograd_cli.jobs.resume import STATE_FILE
+
+    left = list(out.parent.glob(f".{out.name}*"))
+    return not out.exists() and all(p.name.startswith(f".{out.name}.tmp-") and
+                                    [q.name for q in p.iterdir()] == [STATE_FILE] for p in left)
+
+
 SIGNAL_CODES = {130: signal.SIGINT, 143: signal.SIGTERM, 129: signal.SIGHUP}
 
 
@@ -62,7 +74,7 @@ def test_a_signal_during_forget_exits_with_its_code_and_leaves_no_output(trained
     _, err = process.communicate(timeout=60)
     assert process.returncode == code, err
     assert "Traceback" not in err
-    assert nothing_left(out)
+    assert only_a_state_left(out)
 
 
 @pytest.mark.slow
@@ -94,7 +106,7 @@ def test_a_second_job_on_a_claimed_output_fails_at_once(cli, trained_model, digi
     assert time.monotonic() - started < 30  # it failed on the claim, not after its own run
     first.send_signal(signal.SIGINT)
     first.communicate(timeout=60)
-    assert first.returncode == 130 and nothing_left(out)
+    assert first.returncode == 130 and only_a_state_left(out)
 
 
 @pytest.mark.slow
@@ -112,15 +124,29 @@ def test_a_file_another_job_writes_into_the_claimed_folder_is_never_replaced(tra
 
 
 @pytest.mark.slow
-def test_compare_interrupted_after_a_run_leaves_nothing(trained_model, digits, tmp_path):
+def test_a_compare_killed_in_its_second_method_resumes_without_rerunning_the_first(cli, trained_model, digits,
+                                                                                   tmp_path):
+    from orthograd_cli.jobs.resume import FAULT
+    from orthograd_cli.methods.state import read_state
+
     out = tmp_path / "compare"
-    process = launch("compare", trained_model, digits, out, "--methods", "neggrad,orthograd", "--set",
-                     "method.max_steps=2", "--require", "!target_reached")
-    wait_for(lambda: list(tmp_path.glob(".compare.tmp-*/neggrad/seed0/report.json")), process)
-    process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=60)
-    assert process.returncode == 130 and "nothing was written" in err
-    assert nothing_left(out)
+    # a state after every step: neggrad writes 4, so the 6th write is orthograd's second, after its step 2
+    settings = ["--methods", "neggrad,orthograd", "--set", "method.max_steps=4", "--set",
+                "run.checkpoint_every_steps=1", "--require", "!target_reached"]
+    process = launch("compare", trained_model, digits, out, *settings, env={FAULT: "kill-in-state-write:6"})
+    process.communicate(timeout=300)
+    assert process.returncode == -signal.SIGKILL
+    (kept,) = tmp_path.glob(".compare.tmp-*")
+    first = (kept / "neggrad/seed0/report.json").read_bytes()
+    assert read_state(kept / "orthograd/seed0/.orthograd-state.safetensors")[0].step == 1
+    args = [str(a) for a in process.args[3:]]  # the same command line, in this process
+    resumed = cli(*args, "--resume", "--json")
+    assert resumed.code == 0, resumed.err
+    assert (out / "neggrad/seed0/report.json").read_bytes() == first  # kept as it was: not run again
+    ran = json.loads((out / "orthograd/seed0/report.json").read_text())
+    assert ran["resumed_from_step"] == 1 and ran["steps"] == 4
+    assert {row["method"] for row in json.loads(resumed.out)["summary"]} == {"neggrad", "orthograd"}
+    assert not list(tmp_path.glob(".compare.tmp-*")) and not (out / ".orthograd-compare.json").exists()
 
 
 def test_main_in_process_restores_the_callers_signal_handlers(cli):

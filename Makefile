@@ -24,11 +24,16 @@ demo: install
 demo-asr: install espeak
 	$(BIN)/orthograd demo asr
 
+# Two workers, one thread each (a thread each is what 2 cores give; subprocesses inherit it, so in-process and
+# subprocess runs use the same kernels): the tests that use the speech fixtures run on one worker, those that use
+# the digits fixtures on the other (tests/conftest.py), so no fixture model is trained twice.
+PYTEST := OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --dist loadgroup
+
 test: install espeak
-	$(BIN)/python -m pytest -q --durations=25
+	$(PYTEST) --durations=25
 
 test-fast: install espeak
-	$(BIN)/python -m pytest -q -m 'not slow'
+	$(PYTEST) -m 'not slow'
 
 # The fast suite under each CPU kernel level PyTorch dispatches to: none (default), AVX2, and the
 # machine's best (unset: AVX-512 where the CPU has it). Other kernels round differently, and the

@@ -90,12 +90,14 @@ def memory_estimate(loaded, activations: dict, trainable: int, batch: int, k: in
     """Peak memory from the shapes: the runtime (measured: this process, which has loaded what a run loads but
     peft), `copies` float32 copies of the weights (forget: the checkpoint as read, the model, the merged output,
     the model measured after; evaluate: the checkpoint and the model), the decoded samples the cache keeps, and the
-    larger of one step's working set ((B_u + k) samples' activations kept for the backward pass, the k per-sample
-    gradient rows and the projection's copy) and one evaluation batch's (two consecutive layer outputs)."""
+    larger of one step's working set and one evaluation batch's (two consecutive layer outputs). A step holds the
+    (B_u + k) samples' activations three times over (the outputs the backward pass needs, their gradients, and the
+    per-sample backend's copies of each layer's input and output gradient), the k per-sample gradient rows and the
+    projection's copy of them."""
     weights = copies * 4 * sum(t.numel() for t in loaded.checkpoint.state_dict.values() if t.is_floating_point())
     data = min(sum(_decoded_bytes(dataset) for dataset in loaded.sets.values()),
                int(loaded.recipe.data.cache_gb * 2**30))
-    step = (batch + k) * activations["total"] + 2 * k * trainable * 4
+    step = 3 * (batch + k) * activations["total"] + 2 * k * trainable * 4
     evaluation = loaded.recipe.eval.batch_size * 2 * activations["largest"]
     runtime = _rss()
     parts = {"runtime": runtime, "weights": weights, "data": data, "working": max(step, evaluation)}

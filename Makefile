@@ -24,17 +24,11 @@ demo: install
 demo-asr: install espeak
 	$(BIN)/orthograd demo asr
 
-# Two workers: the tests that use the speech fixtures run on one, those that use the digits fixtures on the other
-# (tests/conftest.py), so no fixture model is trained twice. Each keeps torch's thread count (one thread each gives
-# other float rounding, under which three borderline quality tests failed); passive OpenMP waits keep a worker's
-# idle threads from spinning on the core the other one needs (results do not change).
-PYTEST := OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest -q -n 2 --dist loadgroup
-
 test: install espeak
-	$(PYTEST) --durations=25
+	$(BIN)/python -m pytest -q --durations=25
 
 test-fast: install espeak
-	$(PYTEST) -m 'not slow'
+	$(BIN)/python -m pytest -q -m 'not slow'
 
 # The fast suite under each CPU kernel level PyTorch dispatches to: none (default), AVX2, and the
 # machine's best (unset: AVX-512 where the CPU has it). Other kernels round differently, and the

@@ -1,6 +1,7 @@
 """Wall time of `orthograd --help` (must stay well under 0.3 s: torch is imported only inside commands), of the
 mistakes that need no model (an existing --out, a missing manifest, a bad --require: reported before torch is
-imported, so the same order as --help), of `forget --dry-run` on the digits demo (target: under 5 s), and of `orthograd demo` with its model cached.
+imported, so the same order as --help), of `forget --dry-run` on the digits demo (target: under 5 s), and of
+`orthograd demo` with its model cached.
 Run: python benchmarks/cli_latency.py [--demo] [--dry-run DIGITS_FOLDER]"""
 
 import statistics

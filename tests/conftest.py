@@ -13,17 +13,6 @@ from orthograd_cli.cli.app import main
 FORGET_CLASS = 7
 
 
-def pytest_collection_modifyitems(items) -> None:
-    """`make test` runs two pytest-xdist workers (--dist loadgroup): every test that uses a speech fixture goes to
-    one, every test that uses a digits fixture to the other, so each session fixture (a trained model) is built
-    once."""
-    for item in items:
-        names = set(getattr(item, "fixturenames", ()))
-        group = "speech" if "speech_cache" in names else "digits" if "image_cache" in names else None
-        if group:
-            item.add_marker(pytest.mark.xdist_group(group))
-
-
 @pytest.fixture(scope="session")
 def image_cache(tmp_path_factory) -> Path:
     """An ORTHOGRAD_CACHE whose demo/digits folder holds the digits and the model the fixtures build, so

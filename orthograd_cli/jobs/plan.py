@@ -51,6 +51,10 @@ def plan_run(command: str, model_path: str, manifests: dict, recipe, arch: str |
         recipe = with_method(recipe, methods[0])
         plan["runs"] = {"methods": methods, "seeds": seeds, "count": len(methods) * seeds}
     check_recipe_fits_task(recipe, task)
+    if world_size > 1:  # `forget --nproc N --dry-run`: the method and the batch shares as the launcher checks them
+        from orthograd_cli.jobs.forget import check_fits_world
+
+        check_fits_world(loaded, world_size)
     spec = recipe.method
     if recipe.lora.enabled:  # the targets the run takes, checked as it checks them; peft (2 s to import) not needed
         targets = lora_targets(model, recipe.lora.target_modules or loaded.info.source.default_lora_targets(model))
@@ -231,8 +235,9 @@ def plan_lines(plan: dict) -> list[str]:
                  + ", ".join(f"{name} {value:,}" for name, value in memory["parts_mib"].items()) + ")")
     if "probe" in plan:
         probe = plan["probe"]
+        bound = plan["steps"]["max_steps"] * probe["seconds_per_step"]
         lines.append(f"probe: {probe['seconds_per_step']:.3f} s per step over {probe['steps']} real steps (first "
-                     f"{probe['first_step_s']:.3f} s); at most {plan['steps']['max_steps'] * probe['seconds_per_step']:.0f}"
-                     f" s of steps, plus the checks; peak RSS {probe['peak_rss_mib']:,} MiB")
+                     f"{probe['first_step_s']:.3f} s); at most {bound:.0f} s of steps, plus the checks; peak RSS "
+                     f"{probe['peak_rss_mib']:,} MiB")
     lines += [f"note: {note}" for note in plan["notes"]] + ([plan["note"]] if "note" in plan else [])
     return lines

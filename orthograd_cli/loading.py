@@ -39,7 +39,8 @@ class Loaded:
     @property
     def sample_paths(self) -> list[Path]:
         """Every file the manifests list, resolved."""
-        return [sample.path for manifest in self.manifests.values() for sample in manifest.samples]
+        return [sample.path for manifest in self.manifests.values() for sample in manifest.samples
+                if sample.path is not None]
 
 
 def load_checkpoint_and_info(model_path: str | Path, recipe: Recipe, arch: str | None = None, weights: bool = True):

@@ -272,7 +272,7 @@ class MergeReport(_Report):
 
 class DemoReport(_Report):
     command: Literal["demo"] = "demo"
-    scenario: Literal["image", "asr"]
+    scenario: Literal["image", "asr", "text"]
     checkpoint: str
     data: str
     runs: dict[str, ForgetReport]

@@ -90,7 +90,8 @@ class Plan:
         reference = self.reference if reference is None else reference
         original = self.original if original is None else original
         sets = self.sets
-        names = {f"{s}_{m}" for s in sets for m in ("acc", *self.extras)}
+        per_set = [m for m in self.extras if not m.startswith("mia_")]  # the task's attacks are named whole
+        names = {f"{s}_{m}" for s in sets for m in ("acc", *per_set)}
         if original and "test" in sets:
             names.add("original_test_acc")
             if "forget" in sets:
@@ -99,6 +100,7 @@ class Plan:
         attackable = "forget" in sets and ("forget_test" in sets or (self.mode == "sample" and "test" in sets))
         if attackable:
             names.add("mia_logreg_loss_cv")
+            names |= {m for m in self.extras if m.startswith("mia_")}
         if {"forget", "retain", "test"} <= sets:
             names.add("mia_efficacy")
         own, compared = set(names), set()
@@ -114,11 +116,18 @@ class Plan:
         return names
 
 
+def task_metric_names(task) -> frozenset[str]:
+    """A task's own metrics: per-set ones (`wer`, made `<set>_wer`) and its attacks (`mia_zlib_auc`, whole)."""
+    from orthograd_cli.tasks.base import attack_metric
+
+    return frozenset(task.extra_metrics) | {attack_metric(name) for name in task.attacks}
+
+
 def every_metric_plan() -> Plan:
     """The plan that produces every metric name there is (the universe a name is checked against)."""
     from orthograd_cli.tasks import TASKS
 
-    extras = frozenset(key for name in TASKS for key in TASKS[name].extra_metrics)
+    extras = frozenset(key for name in TASKS for key in task_metric_names(TASKS[name]))
     return Plan(frozenset({"forget", "forget_holdout", "forget_test", "retain", "test"}), "sample", extras, True, True)
 
 

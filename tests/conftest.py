@@ -208,3 +208,36 @@ def hf_vit_folder(tmp_path_factory, digits) -> Path:
     from tests.hf_models import trained_vit
 
     return trained_vit(tmp_path_factory.mktemp("hf") / "vit", digits)
+
+
+# --- text: question/answer pairs about made-up authors and a small Llama trained on them ------------
+
+
+@pytest.fixture(scope="session")
+def text_cache(tmp_path_factory) -> Path:
+    """An ORTHOGRAD_CACHE whose demo/text folder holds the corpus and models the fixtures build, so
+    `orthograd demo text` in a test reuses them."""
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="session")
+def text_corpus(text_cache) -> Path:
+    from orthograd_cli.data.text import build_text_corpus
+
+    return build_text_corpus(text_cache / "demo" / "text")
+
+
+@pytest.fixture(scope="session")
+def text_model(text_corpus) -> Path:
+    """The demo's Llama folder (jobs/demo_text.py) trained on the 40 training authors (about 30 s)."""
+    from orthograd_cli.jobs.demo_text import text_checkpoint
+
+    return text_checkpoint(text_corpus)
+
+
+@pytest.fixture(scope="session")
+def text_retrained(text_corpus) -> Path:
+    """The same Llama trained without the 4 authors to forget: the reference (about 30 s)."""
+    from orthograd_cli.jobs.demo_text import text_checkpoint
+
+    return text_checkpoint(text_corpus, "train_without_forget.jsonl", name="llama_authors_retrained")

@@ -1,6 +1,7 @@
-"""CSV manifests, validated before any model work. The task says which columns it needs
-(`path,label` for image classification, `path,transcript,speaker` for speech) and parses each row;
-an `id` column is always allowed.
+"""Manifests, validated before any model work: CSV, or JSON Lines (`.jsonl`, one object per line). The task
+says which columns it needs (`path,label` for image classification, `path,transcript,speaker` for speech,
+`prompt,completion` or `text` for language models) and parses each row; an `id` column is always allowed.
+Tasks that read files name them in `path`; a text task's row is its sample.
 
 Errors name the file and the row (the CSV line number, header = line 1). Relative paths resolve
 against the manifest's own folder. The file is streamed line by line (and hashed on the way), so large
@@ -23,7 +24,7 @@ OPTIONAL = ("id",)
 @dataclass(frozen=True)
 class Sample:
     id: str
-    path: Path
+    path: Path | None  # None where the row is the sample (text)
     row: int
     target: Any  # what the task predicts: a class index, a transcript (lower-case, single spaces)
     group: str = ""  # who the sample belongs to, where the task knows it (speech: the speaker)
@@ -49,56 +50,101 @@ class Manifest:
 
 def read_manifest(path: str | Path, task="classification", info=None, check_files: bool = True) -> Manifest:
     """Every row validated; `task` is a Task or its name, `info` the ModelInfo the rows must fit (labels in
-    range, transcripts in the vocabulary), or None to check the columns and files only."""
+    range, transcripts in the vocabulary), or None to check the columns and files only. A `.jsonl` file is read
+    as JSON Lines (one object per line, string values), anything else as CSV."""
     from orthograd_cli.tasks import get_task
 
     task = get_task(task) if isinstance(task, str) else task
     path = Path(path)
-    required = task.columns
     if not path.is_file():
         raise ManifestError(f"{path}: cannot read manifest (no such file)", "check the path")
     digest = hashlib.sha256()
+    columns, records = _json_lines(path, digest) if is_json_lines(path) else _csv_records(path, digest, task)
+    task.check_columns(columns, path)
+    base = path.parent
+    samples: list[Sample] = []
+    seen: dict[str, int] = {}
+    seen_files: dict[Path, int] = {}
+    for line, values in records:
+        where = f"{path} row {line}"
+        file_path = None
+        if task.reads_files:
+            if not values["path"]:
+                raise ManifestError(f"{where}: empty path")
+            file_path = _sample_path(values["path"], base, where, check_files)
+        target, group = task.parse_row(values, where, info)
+        sample_id = values.get("id") or (values["path"] if task.reads_files else task.default_id(target))
+        if sample_id in seen:
+            raise ManifestError(f"{where}: duplicate id '{sample_id}' (first at row {seen[sample_id]})",
+                                "every sample needs a unique id" if values.get("id") else "list every sample once")
+        if file_path is not None and file_path in seen_files:  # the same file spelt another way is one sample
+            raise ManifestError(f"{where}: {values['path']} is the same file as row {seen_files[file_path]}",
+                                "list every sample once")
+        seen[sample_id] = line
+        if file_path is not None:
+            seen_files[file_path] = line
+        samples.append(Sample(id=sample_id, path=file_path, row=line, target=target, group=group))
+    if not samples:
+        raise ManifestError(f"{path}: empty manifest (no sample rows)", "add at least one sample row")
+    return Manifest(path=path, samples=samples, sha256=digest.hexdigest())
+
+
+def is_json_lines(path: Path) -> bool:
+    return path.suffix.lower() == ".jsonl"
+
+
+def _csv_records(path: Path, digest, task):
+    """(columns, (line, {column: stripped value}) pairs) of a CSV manifest."""
     reader = csv.DictReader(_hashed_lines(path, digest))
     try:
         columns = [c.strip() for c in (reader.fieldnames or [])]
     except csv.Error as exc:
         raise ManifestError(f"{path} row 1: not a valid CSV header ({exc})", "check quotes and separators") from None
     if not columns:
-        raise ManifestError(f"{path}: empty manifest", f"expected a header line: {','.join(required)}[,id]")
-    missing = [c for c in required if c not in columns]
-    if missing:
-        raise ManifestError(f"{path}: missing column '{missing[0]}' (header: {','.join(columns)})",
-                            f"a {task.name} manifest needs the columns {','.join(required)} (+ optional id)")
-    extra = [c for c in columns if c not in required and c not in OPTIONAL]
-    if extra:
-        hint = did_you_mean(extra[0], required + OPTIONAL) or f"allowed: {','.join(required + OPTIONAL)}"
-        raise ManifestError(f"{path}: unexpected column '{extra[0]}'", hint)
+        raise ManifestError(f"{path}: empty manifest", f"expected a header line: {','.join(task.columns)}[,id]")
     reader.fieldnames = columns
-    base = path.parent
-    samples: list[Sample] = []
-    seen: dict[str, int] = {}
-    seen_files: dict[Path, int] = {}
-    for line, record in _rows(reader, path):
-        where = f"{path} row {line}"
-        if None in record:
-            raise ManifestError(f"{where}: more fields than the header has", "quote values that contain commas")
-        values = {k: (v or "").strip() for k, v in record.items()}
-        if not values["path"]:
-            raise ManifestError(f"{where}: empty path")
-        file_path = _sample_path(values["path"], base, where, check_files)
-        target, group = task.parse_row(values, where, info)
-        sample_id = values.get("id") or values["path"]
-        if sample_id in seen:
-            raise ManifestError(f"{where}: duplicate id '{sample_id}' (first at row {seen[sample_id]})",
-                                "every sample needs a unique id")
-        if file_path in seen_files:  # the same file spelt another way (./a.png, a.png, a symlink) is one sample
-            raise ManifestError(f"{where}: {values['path']} is the same file as row {seen_files[file_path]}",
-                                "list every sample once")
-        seen[sample_id], seen_files[file_path] = line, line
-        samples.append(Sample(id=sample_id, path=file_path, row=line, target=target, group=group))
-    if not samples:
-        raise ManifestError(f"{path}: empty manifest (header only)", "add at least one sample row")
-    return Manifest(path=path, samples=samples, sha256=digest.hexdigest())
+
+    def records():
+        for line, record in _rows(reader, path):
+            if None in record:
+                raise ManifestError(f"{path} row {line}: more fields than the header has",
+                                    "quote values that contain commas")
+            yield line, {k: (v or "").strip() for k, v in record.items()}
+
+    return columns, records()
+
+
+def _json_lines(path: Path, digest):
+    """(columns, (line, values) pairs) of a JSON Lines manifest: the columns are the first object's keys, and every
+    object must have those keys, with string values (a whole-number id is taken as text). Blank lines are skipped.
+    Read whole (text manifests are small beside the files other tasks list)."""
+    import json
+
+    rows = []
+    for number, text in enumerate(_hashed_lines(path, digest), start=1):
+        if not text.strip():
+            continue
+        try:
+            record = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ManifestError(f"{path} row {number}: not valid JSON ({exc.msg})",
+                                "one JSON object per line, e.g. {\"prompt\": \"...\", \"completion\": \"...\"}") from None
+        if not isinstance(record, dict):
+            raise ManifestError(f"{path} row {number}: expected a JSON object, got {type(record).__name__}")
+        values = {}
+        for key, value in record.items():
+            if isinstance(value, int) and not isinstance(value, bool) and key == "id":
+                value = str(value)
+            if not isinstance(value, str):
+                raise ManifestError(f"{path} row {number}: '{key}' is {type(value).__name__}, expected a string",
+                                    "write every value as a JSON string")
+            values[str(key)] = value
+        if rows and set(values) != set(rows[0][1]):
+            differ = sorted(set(values) ^ set(rows[0][1]))[0]
+            raise ManifestError(f"{path} row {number}: its keys differ from row {rows[0][0]}'s (e.g. '{differ}')",
+                                "give every line the same keys")
+        rows.append((number, values))
+    return (list(rows[0][1]) if rows else []), iter(rows)
 
 
 def _rows(reader, path: Path):
@@ -148,8 +194,8 @@ def check_disjoint(forget: Manifest, other: Manifest, role: str = "retain") -> N
     """A forgotten sample cannot also be retained (the request would contradict itself) or serve as a test
     sample (the scores would be measured on what was unlearned). Paths are compared resolved."""
     forget_ids = {s.id for s in forget.samples}
-    forget_files = {s.path for s in forget.samples}
-    both = [s.id for s in other.samples if s.id in forget_ids or s.path in forget_files]
+    forget_files = {s.path for s in forget.samples if s.path is not None}
+    both = [s.id for s in other.samples if s.id in forget_ids or (s.path is not None and s.path in forget_files)]
     if both:
         raise ManifestError(f"{other.path}: {len(both)} sample(s) also in the forget set {forget.path}, "
                             f"e.g. ids {both[:3]}", f"remove them from the {role} manifest")
@@ -162,6 +208,9 @@ def content_sha256(manifest: Manifest) -> str:
 
     combined = hashlib.sha256()
     for sample in manifest.samples:
+        if sample.path is None:  # a text sample: its content is the row itself
+            combined.update(hashlib.sha256(repr(sample.target).encode()).hexdigest().encode() + b"\n")
+            continue
         try:
             combined.update(file_sha256(sample.path).encode() + b"\n")
         except OSError as exc:
@@ -170,10 +219,11 @@ def content_sha256(manifest: Manifest) -> str:
     return combined.hexdigest()
 
 
-
 def listed_paths(path: Path) -> list[Path]:
     """The files a manifest lists, resolved, read without validating anything else (preflight.py: before the
     task and the model are known)."""
+    if is_json_lines(path):
+        return []  # JSON Lines manifests hold text, not files
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
             rows = list(csv.DictReader(handle))
@@ -185,6 +235,8 @@ def listed_paths(path: Path) -> list[Path]:
 def check_files_exist(path: Path) -> None:
     """Every file a manifest lists exists, checked as the full read checks it (same error), before the task and
     the model are known (preflight.py); what this cannot parse, the full read names."""
+    if is_json_lines(path):
+        return
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
             reader = csv.DictReader(handle)

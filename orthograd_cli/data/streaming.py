@@ -52,6 +52,11 @@ def item_bytes(item) -> int:
     return 8
 
 
+def cache_key(sample, manifest_path):
+    """A sample's file, or where the row is the sample (text) its manifest and id (ids are unique within one)."""
+    return sample.path if sample.path is not None else (str(manifest_path), sample.id)
+
+
 def to_device(batch, device: str, non_blocking: bool = False):
     """A batch (a tensor or nested tuples of tensors) on `device`."""
     if isinstance(batch, tuple):
@@ -147,10 +152,10 @@ class StreamedSet:
     def item(self, i: int):
         """Sample i decoded (from the cache when it is there)."""
         sample = self.manifest.samples[i]
-        cached = self.cache.get(sample.path)
+        cached = self.cache.get(cache_key(sample, self.manifest.path))
         if cached is None:
             cached = decode(self.decoder, sample, self.manifest.path)
-            self.cache.offer(sample.path, cached)
+            self.cache.offer(cache_key(sample, self.manifest.path), cached)
         return cached
 
     def batch(self, index, device: str = "cpu"):
@@ -160,7 +165,7 @@ class StreamedSet:
     def fits_cache(self) -> bool:
         """Whether the whole set, judged by its first sample's size, fits what is left of the cache budget."""
         samples = self.manifest.samples
-        missing = sum(self.cache.get(s.path) is None for s in samples)
+        missing = sum(self.cache.get(cache_key(s, self.manifest.path)) is None for s in samples)
         return missing == 0 or missing * item_bytes(self.item(0)) <= self.cache.budget_bytes - self.cache.used_bytes
 
     def batches(self, batch_size: int, device: str = "cpu"):

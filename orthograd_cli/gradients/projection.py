@@ -95,12 +95,18 @@ def _eigen_solve(unit_gram, unit_along, rank_tol: float):
     return coeffs[..., 0], keep.sum(-1)
 
 
+DETECTION_RIDGE_SHARE = 100  # round 1's ridge is ρ/100: far below the cut, far above float64 rounding (k·2⁻⁵³)
+
+
 def _ridge_cholesky_solve(unit_gram, unit_along, rank_tol: float, refinements: int = 2):
     """The k×k system by batched Cholesky, in two rounds, without reading anything back from the device.
 
-    Round 1 factors K + ρI, ρ = rank_tol²·trace(K) (≥ rank_tol² of the largest eigenvalue): a pivot under ρ
-    marks a row that lies in the span of the rows before it (a duplicate, a zero row, a sum of others), to
-    the rank cut; such rows are dropped (their rank is the count of the others). Round 2 solves the
+    Round 1 factors K + (ρ/100)I, ρ = rank_tol²·trace(K) (≥ rank_tol² of the largest eigenvalue): a Schur
+    pivot under ρ marks a row that lies in the span of the rows before it (a duplicate, a zero row, a sum of
+    others), to the rank cut; such rows are dropped (their rank is the count of the others). The ridge of this
+    round is a hundredth of the cut because a row in the span, r = Σ cᵢrᵢ, still gets a pivot of about
+    ridge·(1 + |c|²): with the ridge at the cut, a duplicate (|c| = 1) sat on the cut itself and float64
+    rounding decided its fate (kept on one CPU, dropped on another). Round 2 solves the
     remaining rows' system with the same ridge, then `refinements` steps c ← c + (K + ρI)⁻¹(b − Kc): a
     direction with eigenvalue λ keeps the share (ρ/(λ+ρ))^(1+refinements) of the ridge's bias, nothing
     above the rank cut to float64 rounding."""
@@ -110,8 +116,9 @@ def _ridge_cholesky_solve(unit_gram, unit_along, rank_tol: float, refinements: i
     trace = unit_gram.diagonal(dim1=-2, dim2=-1).sum(-1)
     ridge = ((rank_tol ** 2) * trace.clamp_min(torch.finfo(torch.float64).tiny))[..., None, None]
     eye = torch.eye(k, dtype=unit_gram.dtype, device=unit_gram.device)
-    factor, _ = torch.linalg.cholesky_ex(unit_gram + ridge * eye)  # no error check: that would wait for the device
-    independent = factor.diagonal(dim1=-2, dim2=-1) ** 2 > 2 * ridge[..., 0]  # Schur pivot + ρ > 2ρ
+    detect = ridge / DETECTION_RIDGE_SHARE
+    factor, _ = torch.linalg.cholesky_ex(unit_gram + detect * eye)  # no error check: that would wait for the device
+    independent = factor.diagonal(dim1=-2, dim2=-1) ** 2 - detect[..., 0] > ridge[..., 0]  # Schur pivot > ρ
     both = independent[..., :, None] & independent[..., None, :]
     dropped = torch.diag_embed((~independent).to(unit_gram.dtype))  # a 1 on their diagonal keeps K + ρI definite
     gram = torch.where(both, unit_gram, torch.zeros_like(unit_gram)) + dropped

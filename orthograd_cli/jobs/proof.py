@@ -54,7 +54,9 @@ class Proof:
         self.gate.check(plan)
 
     def check_task(self, loaded, original: bool) -> None:
-        self.check(loaded.manifests, loaded.recipe, original, frozenset(loaded.task.extra_metrics))
+        from orthograd_cli.requirements import task_metric_names
+
+        self.check(loaded.manifests, loaded.recipe, original, task_metric_names(loaded.task))
 
     def reference(self, recipe, arch: str | None):
         from orthograd_cli.loading import load_checkpoint_and_info

@@ -19,6 +19,7 @@ import math
 
 from pydantic import Field
 
+from orthograd_cli.gradients.batching import forward
 from orthograd_cli.gradients.per_sample import batch_grad
 from orthograd_cli.gradients.projection import global_norm
 from orthograd_cli.methods.base import Direction, MethodInfo, MethodSettings
@@ -32,11 +33,20 @@ class Settings(MethodSettings):
 
 
 def distill_kl(student_logits, teacher_logits, temperature: float = 1.0):
-    """KL(teacher ‖ student) on outputs softened by T, times T² (so its gradient scale does not depend on T)."""
+    """KL(teacher ‖ student) on class outputs softened by T, times T² (so its gradient scale does not depend on T)."""
     import torch.nn.functional as F
 
     return F.kl_div(F.log_softmax(student_logits / temperature, -1), F.log_softmax(teacher_logits / temperature, -1),
                     log_target=True, reduction="batchmean") * temperature ** 2
+
+
+def task_kl(loss_fn):
+    """The KL SCRUB distils with: over classes, or over a language model's token distributions at the positions its
+    loss counts (Task.distill_kl, which needs the batch's targets). `loss_fn` is the task's bound mean_loss."""
+    task = getattr(loss_fn, "__self__", None)
+    if task is not None and task.name == "causal_lm":
+        return task.distill_kl
+    return lambda student, teacher, targets, temperature: distill_kl(student, teacher, temperature)
 
 
 def make(model, params, forget_set, retain_set, spec, loss_fn, context):
@@ -54,29 +64,32 @@ def make(model, params, forget_set, retain_set, spec, loss_fn, context):
         cycle, position = divmod(n, max_steps_per_pass + min_steps_per_pass)
         return cycle < settings.max_passes and position < max_steps_per_pass
 
-    def kl(logits, teacher_logits):
-        return distill_kl(logits, teacher_logits, settings.temperature)
+    task_distill = task_kl(loss_fn)
+
+    def kl(logits, teacher_logits, targets):
+        return task_distill(logits, teacher_logits, targets, settings.temperature)
 
     def scrub_direction(model, params, forget_batch, retain_batch, spec, loss_fn) -> Direction:
         maximise = is_max_step(state["step"])
         state["step"] += 1
         if maximise:
             # max step: d = −∇ KL_T(teacher ‖ student) on the forget batch (the loop then ascends it)
-            inputs, _ = forget_batch
+            inputs, targets = forget_batch
             with torch.no_grad():
-                teacher_logits = teacher(inputs)
-            grad, forget_kl = batch_grad(model, params, inputs, teacher_logits, kl)
+                teacher_logits = forward(teacher, inputs)
+            grad, forget_kl = batch_grad(model, params, inputs, (teacher_logits, targets),
+                                         lambda logits, given: kl(logits, *given))
             state["forget_kl"] = forget_kl
             return Direction(update={n: -g for n, g in grad.items()}, unlearn_loss=state["forget_kl"],
                              retain_loss=None, unlearn_grad_norm=global_norm(grad))
         # min step: d = ∇ [γ·CE + α·KL_T(teacher ‖ student)] on the retain batch
         inputs, labels = retain_batch
         with torch.no_grad():
-            teacher_logits = teacher(inputs)
+            teacher_logits = forward(teacher, inputs)
         grad, retain_loss = batch_grad(
             model, params, inputs, (labels, teacher_logits),
             lambda logits, target: settings.ce_weight * loss_fn(logits, target[0]) + settings.kl_weight * kl(
-                logits, target[1]))
+                logits, target[1], target[0]))
         return Direction(update=grad, unlearn_loss=state["forget_kl"], retain_loss=retain_loss,
                          unlearn_grad_norm=0.0)
 
@@ -85,5 +98,5 @@ def make(model, params, forget_set, retain_set, spec, loss_fn, context):
 
 
 METHOD = MethodInfo(name="scrub", summary="alternate max passes away from a frozen teacher on the forget set with "
-                    "min passes towards it on retain (method.scrub.*)", make=make, tasks=("classification",),
-                    task_reason="it distils class posteriors", settings=Settings)
+                    "min passes towards it on retain (method.scrub.*)", make=make, tasks=("classification", "causal_lm"),
+                    task_reason="it distils class or next-token distributions", settings=Settings)

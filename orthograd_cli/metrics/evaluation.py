@@ -5,6 +5,7 @@ from __future__ import annotations
 from orthograd_cli.metrics.scores import (UIS_DEFINITION, metric, mia_efficacy, mia_logreg_loss_cv,
                                           unlearning_impact_score)
 from orthograd_cli.tasks import SetResult, Task
+from orthograd_cli.tasks.base import attack_metric
 
 SET_DEFINITIONS = {
     "forget": "{acc} on the forget set (U_u after unlearning)",
@@ -67,6 +68,24 @@ def metrics_from(results: dict[str, SetResult], mode: str, task: Task, original:
     return out
 
 
+def attack_metrics(forget: SetResult, unseen: SetResult, unseen_name: str) -> dict:
+    """The task's own membership attacks (language models: loss, zlib, Min-K% Prob) as ROC-AUCs, the forget set
+    against its unseen counterpart, as OpenUnlearning scores them (1: every forget sample looks like a member)."""
+    from orthograd_cli.metrics.reference import SOURCES, loss_attack_auc
+    from orthograd_cli.tasks import TASKS
+
+    definitions = {name: text for task in TASKS.values() for name, text in task.attacks.items()}
+    out = {}
+    for name, values in forget.attacks.items():
+        if name in unseen.attacks and len(values) and len(unseen.attacks[name]):
+            out[attack_metric(name)] = metric(
+                loss_attack_auc(values, unseen.attacks[name]),
+                f"ROC-AUC of the {name} attack telling forget from {unseen_name} samples by {definitions[name]} "
+                "(0.5 = indistinguishable, 1 = remembered)", forget.n + unseen.n, target=0.5,
+                source=SOURCES["mia_attacks"])
+    return out
+
+
 def membership_metrics(results: dict[str, SetResult], mode: str, seed: int) -> dict:
     """The MIA that fits the scenario: the forget set against the forgotten group's unseen samples
     (forget_test: a class's test images, a speaker's unseen recordings), which a model that never saw
@@ -80,6 +99,7 @@ def membership_metrics(results: dict[str, SetResult], mode: str, seed: int) -> d
             value, f"5-fold CV accuracy of logistic regression telling forget from {unseen} samples by their "
                    "per-sample loss (balanced; 0.5 = indistinguishable)",
             2 * min(results["forget"].n, results[unseen].n), target=0.5)
+        out.update(attack_metrics(results["forget"], results[unseen], unseen))
     if "retain" in results and "test" in results:
         value = mia_efficacy(results["retain"].losses.numpy(), results["test"].losses.numpy(),
                              results["forget"].losses.numpy(), seed)

@@ -76,6 +76,8 @@ SOURCES = {
     "privleak": "MUSE (Shi et al. 2024); OpenUnlearning privacy.py::privleak",
     "tow": "RUM (Zhao et al., NeurIPS 2024), tug of war",
     "avg_gap": "SalUn (Fan et al., ICLR 2024), Avg. Gap",
+    "mia_attacks": "MUSE (Shi et al. 2024) and OpenUnlearning's MIAs: LOSS, zlib (Carlini et al. 2021), Min-K% Prob "
+                   "(Shi et al., ICLR 2024, k = 40 %)",
 }
 
 

@@ -8,7 +8,8 @@ vocabulary (`vocab.json`, the word delimiter as a space, blank = pad token = id 
 and the preprocessing the processor applies (`orthograd.data`: image size, resize, mean/std, or the
 per-utterance waveform normalisation), which recipes may still override key by key. A Whisper folder
 gives its feature extractor's settings and the decoder prompt its tokenizer writes (`orthograd.seq2seq`);
-the tokenizer itself is read from the folder when transcripts are encoded. This module reads the folder
+the tokenizer itself is read from the folder when transcripts are encoded, as a language model's is when its
+text is (`orthograd.causal_lm`: the context length and the end token). This module reads the folder
 (weights, config, safety checks); each task reads its own processor and tokenizer settings
 (`tasks/<task>/folder.py`, through `Task.folder_metadata`).
 """
@@ -34,18 +35,22 @@ NOT_COMPANIONS = {SHARD_INDEX, "report.json", "pytorch_model.bin.index.json"}
 CTC_ARCHITECTURES = ("Wav2Vec2ForCTC", "HubertForCTC")
 SEQ2SEQ_ARCHITECTURES = ("WhisperForConditionalGeneration",)
 IMAGE_CLASSIFIER_SUFFIX = "ForImageClassification"
-SUPPORTED = f"{', '.join(CTC_ARCHITECTURES + SEQ2SEQ_ARCHITECTURES)} and *{IMAGE_CLASSIFIER_SUFFIX} models"
+CAUSAL_LM_SUFFIXES = ("ForCausalLM", "LMHeadModel")  # LlamaForCausalLM, Qwen2ForCausalLM, GPT2LMHeadModel, …
+SUPPORTED = (f"{', '.join(CTC_ARCHITECTURES + SEQ2SEQ_ARCHITECTURES)}, *{IMAGE_CLASSIFIER_SUFFIX} and "
+             "*ForCausalLM / GPT2LMHeadModel models")
 
 
 def kind_of(architecture: str) -> str | None:
-    """The family a model class belongs to ("ctc", "seq2seq" or "image_classifier"), which says its task
-    (KIND_TASKS), what its folder must hold and how it is called."""
+    """The family a model class belongs to ("ctc", "seq2seq", "image_classifier" or "causal_lm"), which says its
+    task (KIND_TASKS), what its folder must hold and how it is called."""
     if architecture in CTC_ARCHITECTURES:
         return "ctc"
     if architecture in SEQ2SEQ_ARCHITECTURES:
         return "seq2seq"
     if architecture.endswith(IMAGE_CLASSIFIER_SUFFIX):
         return "image_classifier"
+    if architecture.endswith(CAUSAL_LM_SUFFIXES) and "DoubleHeads" not in architecture:
+        return "causal_lm"
     return None
 
 
@@ -212,7 +217,7 @@ def derived_metadata(folder: Path, config: dict) -> dict[str, str]:
     return {META_PREFIX + key: value for key, value in meta.items()}
 
 
-KIND_TASKS = {"ctc": "asr", "seq2seq": "asr_seq2seq", "image_classifier": "classification"}
+KIND_TASKS = {"ctc": "asr", "seq2seq": "asr_seq2seq", "image_classifier": "classification", "causal_lm": "causal_lm"}
 
 
 def companion_files(folder: Path) -> list[Path]:

@@ -19,10 +19,21 @@ ADAPTER_INFO = "orthograd_adapter.json"
 
 
 def adaptable_layers() -> tuple:
-    """The layer types LoRA adapts here, which hooks.py also differentiates exactly."""
+    """The layer types LoRA adapts here: Linear, Conv1d, Conv2d, and transformers' `Conv1D` (GPT-2's linear
+    layers, weight stored transposed; peft adapts it with fan_in_fan_out). Their adapters are Linear or
+    convolution layers, which hooks.py differentiates exactly."""
     import torch.nn as nn
 
-    return nn.Linear, nn.Conv1d, nn.Conv2d
+    return nn.Linear, nn.Conv1d, nn.Conv2d, *transposed_linear()
+
+
+def transposed_linear() -> tuple:
+    """transformers' Conv1D where transformers is installed (it comes with peft), else nothing."""
+    try:
+        from transformers.pytorch_utils import Conv1D
+    except ImportError:
+        return ()
+    return (Conv1D,)
 
 
 def wrap_with_lora(model, r: int, alpha: float, targets: list[str]):
@@ -30,7 +41,11 @@ def wrap_with_lora(model, r: int, alpha: float, targets: list[str]):
     from peft import LoraConfig, get_peft_model
 
     targets = lora_targets(model, targets)
-    config = LoraConfig(r=r, lora_alpha=alpha, target_modules=exactly(targets), lora_dropout=0.0, bias="none")
+    names = dict(model.named_modules())
+    # GPT-2's Conv1D stores its weight transposed; peft needs to be told (it would warn and flip the setting)
+    transposed = all(isinstance(names[t], transposed_linear()) for t in targets) if transposed_linear() else False
+    config = LoraConfig(r=r, lora_alpha=alpha, target_modules=exactly(targets), lora_dropout=0.0, bias="none",
+                        fan_in_fan_out=transposed)
     with warnings.catch_warnings():  # peft asks transformers models a deprecated attribute; not the user's concern
         warnings.simplefilter("ignore", FutureWarning)
         return with_conv_geometry(get_peft_model(model, config))
@@ -54,6 +69,10 @@ def lora_targets(model, targets: list[str]) -> list[str]:
         module = names[unsupported[0]]
         raise RecipeError(f"lora.target_modules: '{unsupported[0]}' is a {type(module).__name__}, which takes no "
                           "LoRA adapter", "name Linear, Conv1d or Conv2d layers (or set lora.enabled: false)")
+    if transposed_linear() and 0 < sum(isinstance(names[t], transposed_linear()) for t in targets) < len(targets):
+        raise RecipeError("lora.target_modules: mixes transformers Conv1D layers with Linear or convolution layers, "
+                          "which peft adapts with different weight layouts (fan_in_fan_out)",
+                          "adapt one kind of layer per run")
     grouped = [t for t in targets if isinstance(names[t], (nn.Conv1d, nn.Conv2d)) and names[t].groups > 1]
     if grouped:  # depthwise/grouped convolutions (MobileNet, EfficientNet): peft cannot merge LoRA into them
         raise RecipeError(f"lora.target_modules: '{grouped[0]}' is a grouped convolution (groups="
@@ -78,6 +97,8 @@ def lora_parameter_count(model, targets: list[str], r: int) -> int:
         layer = names[target]
         if isinstance(layer, nn.Linear):
             count += r * (layer.in_features + layer.out_features)
+        elif isinstance(layer, transposed_linear()):  # Conv1D: weight (in, out)
+            count += r * sum(layer.weight.shape)
         else:
             count += r * layer.in_channels * math.prod(layer.kernel_size) + layer.out_channels * r
     return count

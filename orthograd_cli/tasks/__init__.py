@@ -12,7 +12,7 @@ from orthograd_cli.tasks.base import ExtraMetric, SetResult, Task  # noqa: F401 
 
 # imported on first use, so `orthograd --help` does not pay for them
 TASKS: Registry[Task] = Registry("task", Task, RecipeError, {
-    name: f"orthograd_cli.tasks.{name}:TASK" for name in ("classification", "asr", "asr_seq2seq")})
+    name: f"orthograd_cli.tasks.{name}:TASK" for name in ("classification", "asr", "asr_seq2seq", "causal_lm")})
 
 
 def get_task(name: str) -> Task:

@@ -22,6 +22,12 @@ class SetResult:
     losses: "torch.Tensor"  # noqa: F821  per-sample losses (the MIA's feature)
     extra: dict[str, float] = field(default_factory=dict)  # the task's other metrics, e.g. {"wer": 0.12}
     weight: float | None = None  # what its metrics average over when parts are combined (None: n; speech: words)
+    attacks: dict = field(default_factory=dict)  # membership attack -> per-sample statistic (lower: member)
+
+
+def attack_metric(name: str) -> str:
+    """The report metric of a task's membership attack (`zlib` -> `mia_zlib_auc`)."""
+    return f"mia_{name}_auc"
 
 
 @dataclass(frozen=True)
@@ -35,10 +41,34 @@ class Task:
     columns: tuple[str, ...] = ()  # required manifest columns (an `id` column is always allowed)
     accuracy_name: str = "accuracy"  # what `*_acc` means in reports
     extra_metrics: dict[str, ExtraMetric] = {}  # keys of SetResult.extra, e.g. {"wer": ...}
+    # membership attacks beyond the loss-based ones every task has: name -> what a sample's statistic is (keys of
+    # SetResult.attacks; reported as mia_<name>_auc, forget set against its unseen counterpart)
+    attacks: dict[str, str] = {}
     plot_metric: tuple[str, str] = ("acc", "accuracy")  # (report key suffix, axis label) for trade-off plots
     unsupported_backends: dict[str, tuple[str, str]] = {}  # per-sample backend -> (why, hint)
 
     # --- manifests and data ---------------------------------------------------------------------
+    reads_files: bool = True  # rows name a file in `path` (images, audio); False: the row is the sample (text)
+
+    def check_columns(self, columns: list[str], path) -> None:
+        """Refuse a manifest header that lacks a required column or has one the task does not read."""
+        from orthograd_cli.data.manifest import OPTIONAL
+        from orthograd_cli.errors import ManifestError, did_you_mean
+
+        missing = [c for c in self.columns if c not in columns]
+        if missing:
+            raise ManifestError(f"{path}: missing column '{missing[0]}' (header: {','.join(columns)})",
+                                f"a {self.name} manifest needs the columns {','.join(self.columns)} (+ optional id)")
+        extra = [c for c in columns if c not in self.columns and c not in OPTIONAL]
+        if extra:
+            allowed = self.columns + OPTIONAL
+            raise ManifestError(f"{path}: unexpected column '{extra[0]}'",
+                                did_you_mean(extra[0], allowed) or f"allowed: {','.join(allowed)}")
+
+    def default_id(self, target) -> str:
+        """A row's id when the manifest gives none and the task reads no files (those use the path)."""
+        raise NotImplementedError
+
     def parse_row(self, values: dict[str, str], where: str, info) -> tuple[Any, str]:
         """(target, group) of one manifest row; raises ManifestError naming `where` (file and row)."""
         raise NotImplementedError
@@ -88,6 +118,11 @@ class Task:
     def per_sample_losses(self, outputs, targets):
         raise NotImplementedError
 
+    def distill_kl(self, student, teacher, targets, temperature: float = 1.0):
+        """SCRUB's KL(teacher ‖ student) of the batch, over what the task predicts (classes: the output
+        distribution; a sequence task: each counted position's token distribution)."""
+        raise NotImplementedError
+
     def label_losses(self, outputs, targets):
         """(losses, counted), both (B, L): the loss of each label a sample predicts and which of the L positions
         hold one; a sample's loss is the mean over its counted labels. A class, or a CTC transcript (whose loss
@@ -114,7 +149,8 @@ class Task:
         return SetResult(n=sum(part.n for part in parts), accuracy=mean([part.accuracy for part in parts]),
                          losses=torch.cat([part.losses for part in parts]),
                          extra={key: mean([part.extra[key] for part in parts]) for key in parts[0].extra},
-                         weight=sum(weights))
+                         weight=sum(weights),
+                         attacks={key: torch.cat([part.attacks[key] for part in parts]) for key in parts[0].attacks})
 
     # where a model at chance usually comes from, for the sanity check's error (metrics/sanity.py)
     chance_hint: str = "check the preprocessing, the labels and that this is the trained checkpoint"

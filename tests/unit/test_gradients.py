@@ -201,17 +201,19 @@ def test_projected_ascent_step_leaves_retain_losses_unchanged_to_first_order(mid
         spec = recipe.method.model_copy(deep=True)
         spec.projection.scope, spec.projection.retain_grads, spec.alpha = "global", retain_grads, 0.0
         direction = orthograd_direction(model, params, forget_batch, retain_batch, spec, mean_loss)
-        for step in (1e-4, 1e-5):
+        # short steps: a ReLU whose input lies within a step of its kink makes a longer step look first order
+        # (a resnet18 trained on an Intel Xeon had one within 1e-4: ratio 16 at (1e-4, 1e-5), 99 at these)
+        for step in (1e-6, 1e-7):
             apply_update(params, direction.update, step, None)
             changes[retain_grads, step] = float((retain_losses() - base).abs().max())
             with torch.no_grad():
                 for n, p in params.items():
                     p.copy_(start[n])
-    assert changes["none", 1e-4] > 0
-    assert changes["per_sample", 1e-4] <= 0.01 * changes["none", 1e-4], changes
+    assert changes["none", 1e-6] > 0
+    assert changes["per_sample", 1e-6] <= 0.01 * changes["none", 1e-6], changes
     # first order scales like η (ratio 10 for a 10× shorter step), second order like η² (ratio 100)
-    assert changes["none", 1e-4] / changes["none", 1e-5] == pytest.approx(10, rel=0.2), changes
-    assert changes["per_sample", 1e-4] / changes["per_sample", 1e-5] >= 50, changes
+    assert changes["none", 1e-6] / changes["none", 1e-7] == pytest.approx(10, rel=0.2), changes
+    assert changes["per_sample", 1e-6] / changes["per_sample", 1e-7] >= 50, changes
 
 
 def test_auto_backend_uses_vmap_where_hooks_do_not_apply(trained_model, recipe, image_sets):

@@ -50,6 +50,7 @@ def test_every_transformers_load_in_the_package_pins_trust_remote_code_false():
 @pytest.fixture(scope="module")
 def evil_folders(tmp_path_factory, digits):
     """Model folders that ask for their own code in each file transformers reads it from, each with the code."""
+    from orthograd_cli.jobs.demo_text import build_tiny_llama
     from orthograd_cli.jobs.demo_whisper import build_tiny_whisper
     from tests.hf_models import tiny_vit
 
@@ -58,11 +59,15 @@ def evil_folders(tmp_path_factory, digits):
     build_tiny_whisper(whisper, ["one two three", "four five"], seconds=2.0)
     vit = root / "vit_clean"
     tiny_vit(vit)
+    llama = root / "llama_clean"
+    build_tiny_llama(llama, ["Question: Where was Alder Vance born?\nAnswer: Alder Vance was born in Saltmere."], 0,
+                     hidden_size=16, num_hidden_layers=1, intermediate_size=32)
     folders = {}
     for name, clean, file, entry, drop_model_type in [
         ("whisper_config", whisper, "config.json", {"AutoConfig": "evil.EvilConfig"}, True),
         ("whisper_tokenizer", whisper, "tokenizer_config.json", {"AutoTokenizer": ["evil.EvilTokenizer", None]}, False),
         ("vit_processor", vit, "preprocessor_config.json", {"AutoImageProcessor": "evil.EvilProcessor"}, False),
+        ("llama_config", llama, "config.json", {"AutoModelForCausalLM": "evil.EvilModel"}, False),
     ]:
         folder = root / name
         folder.mkdir()
@@ -115,7 +120,7 @@ def run_on_terminal(args: list[str]) -> tuple[int, str]:
     return os.waitstatus_to_exitcode(status), seen.decode(errors="replace")
 
 
-@pytest.mark.parametrize("case", ["whisper_config", "whisper_tokenizer", "vit_processor"])
+@pytest.mark.parametrize("case", ["whisper_config", "whisper_tokenizer", "vit_processor", "llama_config"])
 def test_a_folder_asking_for_its_own_code_is_refused_and_its_code_never_runs(evil_folders, digits, tmp_path, case):
     folder = evil_folders[case]
     for command, args in commands(folder, digits, tmp_path).items():

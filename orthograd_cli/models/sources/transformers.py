@@ -1,6 +1,7 @@
 """Hugging Face `transformers` models from model folders (models/hf_folder.py): CTC speech recognisers
-(`Wav2Vec2ForCTC`, `HubertForCTC`), Whisper (`WhisperForConditionalGeneration`) and image classifiers
-(`*ForImageClassification`: ViT, ResNet, ConvNeXt, …). Architecture names are `hf:<class>`; the config
+(`Wav2Vec2ForCTC`, `HubertForCTC`), Whisper (`WhisperForConditionalGeneration`), image classifiers
+(`*ForImageClassification`: ViT, ResNet, ConvNeXt, …) and causal language models (`*ForCausalLM`: Llama,
+Qwen2, Mistral, GPT-NeoX, Phi, …; `GPT2LMHeadModel`). Architecture names are `hf:<class>`; the config
 comes from the folder's config.json.
 
 The model class is subclassed once with a forward that speaks the tool's convention, so that hooks,
@@ -8,7 +9,9 @@ vmap, losses and metrics see plain tensors and never a `ModelOutput`: a CTC mode
 `(waveforms, lengths)` and returns `(logits, frame_lengths)`, passing the attention mask where the
 model takes one (layer-norm feature extractors; group-norm ones are trained without); Whisper takes
 `(features, decoder_input_ids)` and returns logits, and keeps the class's own forward for keyword
-calls, which is how `generate` calls it; an image classifier takes pixels and returns logits. Module
+calls, which is how `generate` calls it; an image classifier takes pixels and returns logits; a causal LM takes `(input_ids, attention_mask)`, places
+each token by its count of unmasked tokens before it (so left and right padding give each row the positions it
+has alone) and returns logits, keeping the class's forward for keyword calls (`generate`). Module
 and parameter names stay the class's own, so the state dict, LoRA targets and peft adapters match
 `from_pretrained` exactly.
 """
@@ -26,12 +29,12 @@ ATTENTION_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "out_proj")
 
 class TransformersSource(ModelSource):
     name = "transformers"
-    tasks = ("classification", "asr", "asr_seq2seq")
+    tasks = ("classification", "asr", "asr_seq2seq", "causal_lm")
     reads_config_from_folder = True
 
     def architectures(self) -> list[str]:
         return [PREFIX + name for name in CTC_ARCHITECTURES + SEQ2SEQ_ARCHITECTURES] + \
-            [PREFIX + "ViTForImageClassification"]
+            [PREFIX + name for name in ("ViTForImageClassification", "LlamaForCausalLM", "GPT2LMHeadModel")]
 
     def handles(self, arch: str) -> bool:
         return arch.startswith(PREFIX)
@@ -94,10 +97,21 @@ class TransformersSource(ModelSource):
     def default_lora_targets(self, model) -> list[str]:
         """CTC models: the attention q/k/v/out projections (the convolutional feature extractor stays frozen).
         Whisper: the same projections of the encoder's self-attention and the decoder's self- and
-        cross-attention; never `proj_out`, which is the token embedding (tied). Image classifiers: every
-        Linear and ungrouped Conv2d, the head included."""
+        cross-attention; never `proj_out`, which is the token embedding (tied). Causal LMs: every projection
+        inside the numbered decoder layers (attention q/k/v/o and the MLP's: Llama's `*_proj`, GPT-2's `c_attn`,
+        `c_proj`, `c_fc`, GPT-NeoX's `query_key_value`, `dense*`), never the embeddings or the LM head (often
+        tied to them). Image classifiers: every Linear and ungrouped Conv2d, the head included."""
+        import re
+
         import torch.nn as nn
 
+        from orthograd_cli.models.lora import adaptable_layers
+
+        if kind_of(type(model).__name__) == "causal_lm":
+            in_layer = re.compile(r"\.\d+\.")
+            return [name for name, module in model.named_modules()
+                    if isinstance(module, adaptable_layers()) and in_layer.search(f".{name}")
+                    and not isinstance(module, (nn.Conv1d, nn.Conv2d))]
         attention_scope = {"ctc": (".attention.",), "seq2seq": (".self_attn.", ".encoder_attn.")}
         scope = attention_scope.get(kind_of(type(model).__name__))
         if scope:
@@ -133,6 +147,20 @@ def plain_forward_class(model_class, kind: str):
             features, decoder_input_ids = args
             return model_class.forward(self, input_features=features, decoder_input_ids=decoder_input_ids,
                                        use_cache=False).logits
+    elif kind == "causal_lm":
+        def forward(self, *args, **kwargs):
+            if kwargs:  # transformers' own call (generate: caches, positions): the class's forward
+                return model_class.forward(self, *args, **kwargs)
+            input_ids, attention_mask = args
+            positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+            return model_class.forward(self, input_ids=input_ids, attention_mask=attention_mask,
+                                       position_ids=positions, use_cache=False).logits
+
+        # generate reads the forward's signature to decide whether to pass position ids (from the attention mask:
+        # left-padded prompts); without them a model with absolute positions (GPT-2) misplaces padded prompts
+        import inspect
+
+        forward.__signature__ = inspect.signature(model_class.forward)
     else:
         def forward(self, images):
             return model_class.forward(self, pixel_values=images).logits

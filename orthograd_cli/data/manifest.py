@@ -85,7 +85,8 @@ def read_manifest(path: str | Path, task="classification", info=None, check_file
             seen_files[file_path] = line
         samples.append(Sample(id=sample_id, path=file_path, row=line, target=target, group=group))
     if not samples:
-        raise ManifestError(f"{path}: empty manifest (no sample rows)", "add at least one sample row")
+        raise ManifestError(f"{path}: empty manifest ({'no rows' if is_json_lines(path) else 'header only'})",
+                            "add at least one sample row")
     return Manifest(path=path, samples=samples, sha256=digest.hexdigest())
 
 

@@ -41,10 +41,11 @@ def distill_kl(student_logits, teacher_logits, temperature: float = 1.0):
 
 
 def task_kl(loss_fn):
-    """The KL SCRUB distils with: over classes, or over a language model's token distributions at the positions its
-    loss counts (Task.distill_kl, which needs the batch's targets). `loss_fn` is the task's bound mean_loss."""
+    """The KL SCRUB distils with, `(student, teacher, targets, T) -> loss`: the task's (Task.distill_kl: over
+    classes, or a language model's token distributions at the positions its loss counts). `loss_fn` is the
+    task's bound mean_loss (jobs/forget.py); a plain function distils class outputs."""
     task = getattr(loss_fn, "__self__", None)
-    if task is not None and task.name == "causal_lm":
+    if task is not None:
         return task.distill_kl
     return lambda student, teacher, targets, temperature: distill_kl(student, teacher, temperature)
 

@@ -41,7 +41,7 @@ SUPPORTED = (f"{', '.join(CTC_ARCHITECTURES + SEQ2SEQ_ARCHITECTURES)}, *{IMAGE_C
 
 
 def kind_of(architecture: str) -> str | None:
-    """The family a model class belongs to ("ctc", "seq2seq", "image_classifier" or "causal_lm"), which says its
+    """The family a model class belongs to ("ctc", "seq2seq", "image_classifier" or "decoder_lm"), which says its
     task (KIND_TASKS), what its folder must hold and how it is called."""
     if architecture in CTC_ARCHITECTURES:
         return "ctc"
@@ -50,7 +50,7 @@ def kind_of(architecture: str) -> str | None:
     if architecture.endswith(IMAGE_CLASSIFIER_SUFFIX):
         return "image_classifier"
     if architecture.endswith(CAUSAL_LM_SUFFIXES) and "DoubleHeads" not in architecture:
-        return "causal_lm"
+        return "decoder_lm"
     return None
 
 
@@ -217,7 +217,8 @@ def derived_metadata(folder: Path, config: dict) -> dict[str, str]:
     return {META_PREFIX + key: value for key, value in meta.items()}
 
 
-KIND_TASKS = {"ctc": "asr", "seq2seq": "asr_seq2seq", "image_classifier": "classification", "causal_lm": "causal_lm"}
+KIND_TASKS = {"ctc": "asr", "seq2seq": "asr_seq2seq", "image_classifier": "classification",
+              "decoder_lm": "causal_lm"}
 
 
 def companion_files(folder: Path) -> list[Path]:

@@ -119,9 +119,11 @@ class Task:
         raise NotImplementedError
 
     def distill_kl(self, student, teacher, targets, temperature: float = 1.0):
-        """SCRUB's KL(teacher ‖ student) of the batch, over what the task predicts (classes: the output
-        distribution; a sequence task: each counted position's token distribution)."""
-        raise NotImplementedError
+        """SCRUB's KL(teacher ‖ student) of the batch, over what the task predicts: here the output distribution
+        of each sample (classes); a sequence task averages each counted position's token distribution."""
+        from orthograd_cli.methods.scrub import distill_kl
+
+        return distill_kl(student, teacher, temperature)
 
     def label_losses(self, outputs, targets):
         """(losses, counted), both (B, L): the loss of each label a sample predicts and which of the L positions

@@ -130,7 +130,7 @@ def test_two_processes_write_what_one_process_writes(cli, text_model, text_corpu
     def args(out):
         return ["forget", str(text_model), "--forget", str(folder / "forget.jsonl"), "--retain",
                 str(folder / "retain.jsonl"), "--forget-test", str(folder / "forget_test.jsonl"), "--recipe",
-                "llama_text_authors",
+                "llama_hf_text_authors",
                 "--out", str(out), "--json", "--quiet", "--require", "!target_reached", "--set", "method.max_steps=4",
                 "--set", "method.stop.check_every=2", "--set", "eval.mia=false"]
 

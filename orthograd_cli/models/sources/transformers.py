@@ -107,7 +107,7 @@ class TransformersSource(ModelSource):
 
         from orthograd_cli.models.lora import adaptable_layers
 
-        if kind_of(type(model).__name__) == "causal_lm":
+        if kind_of(type(model).__name__) == "decoder_lm":
             in_layer = re.compile(r"\.\d+\.")
             return [name for name, module in model.named_modules()
                     if isinstance(module, adaptable_layers()) and in_layer.search(f".{name}")
@@ -147,7 +147,7 @@ def plain_forward_class(model_class, kind: str):
             features, decoder_input_ids = args
             return model_class.forward(self, input_features=features, decoder_input_ids=decoder_input_ids,
                                        use_cache=False).logits
-    elif kind == "causal_lm":
+    elif kind == "decoder_lm":
         def forward(self, *args, **kwargs):
             if kwargs:  # transformers' own call (generate: caches, positions): the class's forward
                 return model_class.forward(self, *args, **kwargs)

@@ -24,6 +24,9 @@ demo: install
 demo-asr: install espeak
 	$(BIN)/orthograd demo asr
 
+demo-text: install
+	$(BIN)/orthograd demo text
+
 test: install espeak
 	$(BIN)/python -m pytest -q --durations=25
 
@@ -49,4 +52,4 @@ bench: install espeak
 	$(BIN)/python benchmarks/step_cost_asr.py
 	$(BIN)/python benchmarks/speaker_forget.py
 
-.PHONY: install espeak demo demo-asr test test-fast test-cpus bench
+.PHONY: install espeak demo demo-asr demo-text test test-fast test-cpus bench

@@ -61,7 +61,7 @@ def demo(
                     "40 of them (and one without the 4 to forget, as the reference); forgetting 4 authors")
         with progress(enabled=not quiet) as bar:
             report = run_demo_text(out, observer=bar)
-        titles = {"authors": "forget everything about 4 of the 40 authors (sample-wise; unseen authors as target)"}
+        titles = {"authors": "forget everything about 4 of the 40 authors (sample-wise, down to the retrained model)"}
     elif scenario is Scenario.asr:
         from orthograd_cli.jobs.demo_asr import FORGET_VOICE, run_demo_asr
 

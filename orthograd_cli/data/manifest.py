@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orthograd_cli.errors import ManifestError, did_you_mean
+from orthograd_cli.errors import ManifestError
 
 OPTIONAL = ("id",)
 
@@ -129,7 +129,7 @@ def _json_lines(path: Path, digest):
             record = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ManifestError(f"{path} row {number}: not valid JSON ({exc.msg})",
-                                "one JSON object per line, e.g. {\"prompt\": \"...\", \"completion\": \"...\"}") from None
+                                'one JSON object per line, e.g. {"prompt": "...", "completion": "..."}') from None
         if not isinstance(record, dict):
             raise ManifestError(f"{path} row {number}: expected a JSON object, got {type(record).__name__}")
         values = {}

@@ -116,7 +116,7 @@ def run_compare(model_path: str, manifests: dict, recipe: Recipe, methods: list[
             resuming.write_compare_state(folder, same_run)
         sweep_report, chosen = None, {}
         if sweep:
-            target = real_target(loaded, recipe)
+            target = real_target(loaded, recipe, proof)
             tried = sweeping.choose(loaded, context, methods, sweep, select, target, observer)
             for method, candidates in tried.items():
                 best = candidates[0]
@@ -207,9 +207,9 @@ class CompareFailed(OrthogradError):
         self.exit_code = getattr(failures[0], "exit_code", 1)
 
 
-def real_target(loaded, recipe: Recipe) -> float:
-    """The forget-accuracy target of the real runs (one number, from the original model), which every sweep
-    candidate stops at too."""
+def real_target(loaded, recipe: Recipe, proof: Proof) -> float:
+    """The forget-accuracy target of the real runs (one number, from the original model or the reference), which
+    every sweep candidate stops at too."""
     from orthograd_cli.methods.stop import stop_target
     from orthograd_cli.metrics.evaluation import measure
     from orthograd_cli.runtime import Runtime
@@ -218,7 +218,8 @@ def real_target(loaded, recipe: Recipe) -> float:
     unseen = {name: loaded.sets[name] for name in ("forget_test", "test") if name in loaded.sets}
     needed = recipe.method.stop.target_forget_acc is None and recipe.eval.mode == "sample"
     before = measure(loaded.build_model(device), unseen, recipe.eval.batch_size, device, loaded.task) if needed else {}
-    return stop_target(recipe.method.stop, recipe.eval.mode, before)[0]
+    reference = proof.reference_results(loaded, device) if needed else None
+    return stop_target(recipe.method.stop, recipe.eval.mode, before, reference)[0]
 
 
 def with_method(recipe: Recipe, method: str) -> Recipe:

@@ -167,7 +167,8 @@ def _forget_into(loaded: Loaded, context: RunContext, tmp_dir: Path, observer, p
     model = loaded.build_model(runtime.device)
     before = measure(model, sets, batch, runtime.device, task, collective)
     require_better_than_chance(before, task, loaded.info, loaded.checkpoint.path, recipe.eval.require_better_than_chance)
-    target, target_source = stop_target(spec.stop, recipe.eval.mode, before)
+    reference_results = proof.reference_results(loaded, runtime.device, collective)
+    target, target_source = stop_target(spec.stop, recipe.eval.mode, before, reference_results)
     model, params = trainable_model(model, recipe, loaded.info)
     direction_fn = get_method(spec.name).make(model, params, forget_update, retain, spec, task.mean_loss, context)
     sampler = UnlearnSampler(len(forget_update), retain.manifest.ids, spec.unlearn_batch_size, retain_batch_size,
@@ -202,7 +203,6 @@ def _forget_into(loaded: Loaded, context: RunContext, tmp_dir: Path, observer, p
     mode, mia = recipe.eval.mode, recipe.eval.mia
     metrics = BeforeAfter(before=metrics_from(before, mode, task, before, mia, recipe.seed, target),
                           after=metrics_from(after, mode, task, before, mia, recipe.seed, target))
-    reference_results = proof.reference_results(loaded, runtime.device, collective)
     reference_metrics = None
     if reference_results is not None:
         reference_metrics = metrics_from(reference_results, mode, task, before, mia, recipe.seed, target)

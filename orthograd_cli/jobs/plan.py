@@ -181,6 +181,9 @@ def _activation_bytes(model, sample) -> dict:
                 sizes.append(tensor.numel() * tensor.element_size())
 
     handles = [m.register_forward_hook(record) for m in model.modules() if not list(m.children())]
+    config = getattr(model, "config", None)
+    if getattr(config, "_attn_implementation", None) == "sdpa":  # sdpa's mask reads the mask's values: none on meta
+        config._attn_implementation = "eager"
     try:
         with torch.no_grad():
             forward(model.eval(), sample)

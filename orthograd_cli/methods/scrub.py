@@ -33,7 +33,8 @@ class Settings(MethodSettings):
 
 
 def distill_kl(student_logits, teacher_logits, temperature: float = 1.0):
-    """KL(teacher ‖ student) on class outputs softened by T, times T² (so its gradient scale does not depend on T)."""
+    """KL(teacher ‖ student) on class outputs softened by T, times T² (its gradient scale then does not depend
+    on T)."""
     import torch.nn.functional as F
 
     return F.kl_div(F.log_softmax(student_logits / temperature, -1), F.log_softmax(teacher_logits / temperature, -1),
@@ -99,5 +100,6 @@ def make(model, params, forget_set, retain_set, spec, loss_fn, context):
 
 
 METHOD = MethodInfo(name="scrub", summary="alternate max passes away from a frozen teacher on the forget set with "
-                    "min passes towards it on retain (method.scrub.*)", make=make, tasks=("classification", "causal_lm"),
+                    "min passes towards it on retain (method.scrub.*)", make=make,
+                    tasks=("classification", "causal_lm"),
                     task_reason="it distils class or next-token distributions", settings=Settings)

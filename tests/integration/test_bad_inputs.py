@@ -390,7 +390,7 @@ SPEECH_CASES = [
     ("speech-vmap-backend", lambda r: speech_args(r, None, None, "--set", "method.per_sample.backend=vmap",
                                                   "--set", "method.retain_batch_size=2"), 2, "no vmap rule"),
     ("speech-classification-only-method", lambda r: speech_args(r, None, None, "--set", "method.name=scrub"), 2,
-     "defined for classification only"),
+     "defined for classification, causal_lm only, not 'asr'"),
 ]
 
 

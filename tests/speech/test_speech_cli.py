@@ -25,11 +25,12 @@ def voice_manifests(voice, *names):
 
 
 @pytest.fixture(scope="module")
-def unlearned(cli, asr_model, forget_voice, tmp_path_factory):
+def unlearned(cli, asr_model, asr_retrained, forget_voice, tmp_path_factory):
     out = tmp_path_factory.mktemp("asr") / "run"
     plot = out.parent / "tradeoff.png"
+    # with the retrained model as --reference, the stop target is its accuracy on the forget set
     result = cli("forget", asr_model, *voice_manifests(forget_voice, "forget", "retain", "test", "forget_test"),
-                 "--recipe", RECIPE, "--out", out, "--plot", plot, "--json", "-q")
+                 "--recipe", RECIPE, "--reference", asr_retrained, "--out", out, "--plot", plot, "--json", "-q")
     assert result.code == 0, result.err
     return out, json.loads(result.out), plot
 
@@ -88,8 +89,11 @@ def test_forgetting_the_voice_matches_retraining_and_keeps_the_others(cli, unlea
     # the recipe holds a fifth of the voice's utterances out, and the stop rule (and its reason) reads those
     assert report["task"] == "asr" and report["stop_reason"] == "target" and report["target_reached"]
     assert "forget holdout accuracy" in report["stop_message"]
-    # the stop target is the original model's word accuracy on the speaker's unseen utterances
-    assert report["target_forget_acc"] == before["forget_test_acc"]["value"] and "forget_test" in report["target_source"]
+    # the stop target is the retrained model's word accuracy on the voice's training utterances (it never heard them;
+    # without --reference, the original's on the unseen ones: one word under its own on one Intel machine's model,
+    # where the run stopped at the first word lost, +0.021 against retraining's +0.042)
+    assert report["target_forget_acc"] == report["reference_metrics"]["forget_acc"]["value"]
+    assert "reference" in report["target_source"]
     # the trade-off over the run: held-out forget WER and the others' WER at every check, and its PNG
     assert all({"forget_test_wer", "test_wer", "forget_holdout_wer"} <= set(row) for row in report["history"])
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

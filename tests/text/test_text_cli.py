@@ -148,3 +148,22 @@ def test_two_processes_write_what_one_process_writes(cli, text_model, text_corpu
         assert float(difference) <= 1e-5, name
     original = load_file(text_model / "model.safetensors")
     assert any(not torch.equal(one[name], original[name]) for name in one)
+
+
+@pytest.mark.slow
+def test_compare_sweeps_the_step_length_on_text(cli, text_model, text_corpus, tmp_path):
+    folder = text_corpus / "forget"
+    result = cli("compare", text_model, "--forget", folder / "forget.jsonl", "--retain", folder / "retain.jsonl",
+                 "--forget-test", folder / "forget_test.jsonl", "--recipe", "llama_hf_text_authors",
+                 "--methods", "orthograd,neggrad_plus", "--sweep", "method.lr=0.03,0.1", "--set", "method.max_steps=4",
+                 "--set", "method.stop.check_every=2", "--set", "eval.mia=false", "--require", "!target_reached",
+                 "--out", tmp_path / "cmp", "--json", "--quiet")
+    assert result.code == 0, result.err
+    report = json.loads(result.out)
+    assert report["sweep"]["grid"] == {"method.lr": [0.03, 0.1]}
+    for row in report["summary"]:
+        candidates = report["sweep"]["candidates"][row["method"]]
+        assert [c["setting"]["method.lr"] for c in candidates] == [0.03, 0.1]
+        assert all(c["status"] == "ok" and c["score"] is not None for c in candidates)
+        best = min(candidates, key=lambda c: c["score"])
+        assert row["chosen"] == best["setting"] and row["passed"] == 1

@@ -45,9 +45,10 @@ def test_csv_and_json_lines_give_the_same_samples(tmp_path):
         writer.writerows(ROWS)
     from_csv = read_manifest(tmp_path / "m.csv", "causal_lm")
     from_jsonl = read_manifest(jsonl(tmp_path / "m.jsonl", ROWS), "causal_lm")
-    # CSV values are stripped, JSON strings kept as written (a completion's leading space is a token)
-    assert [(s.id, s.group, s.target.prompt.strip(), s.target.completion.strip()) for s in from_csv.samples] == \
-        [(s.id, s.group, s.target.prompt.strip(), s.target.completion.strip()) for s in from_jsonl.samples]
+    # CSV cells come stripped; a completion continues its prompt after a space either way
+    assert [(s.id, s.group, s.target) for s in from_csv.samples] == [(s.id, s.group, s.target) for s in
+                                                                    from_jsonl.samples]
+    assert from_csv.samples[0].target.completion == " Alder Vance was born in Saltmere."
     assert [s.path for s in from_jsonl.samples] == [None, None]
     texts = read_manifest(jsonl(tmp_path / "t.jsonl", [{"text": "one two"}, {"text": "three"}]), "causal_lm")
     assert all(s.target.whole_text and s.id.startswith("sha256:") for s in texts.samples)
@@ -90,4 +91,22 @@ def test_what_cannot_run_on_text_is_refused(cli, lm, tmp_path, settings, expecte
     result = cli("forget", folder, "--forget", sets / "forget.jsonl", "--retain", sets / "retain.jsonl",
                  "--out", tmp_path / "run", *settings)
     assert result.code == 2 and expected in result.err, result.err
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_dry_run_plans_a_text_run_without_writing(cli, lm, tmp_path):
+    folder, corpus = lm
+    sets = corpus / "forget"
+    result = cli("forget", folder, "--forget", sets / "forget.jsonl", "--retain", sets / "retain.jsonl",
+                 "--forget-test", sets / "forget_test.jsonl", "--recipe", "llama_hf_text_authors",
+                 "--out", tmp_path / "run", "--dry-run", "--json")
+    assert result.code == 0, result.err
+    plan = json.loads(result.out)
+    assert plan["task"] == "causal_lm" and plan["sets"] == {"forget": 32, "retain": 72, "forget_test": 32}
+    # one decoder layer: q, k, v, o and the MLP's gate, up and down projections; never embeddings or the head
+    assert plan["lora"]["targets"] == [f"model.layers.0.{part}" for part in (
+        "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj",
+        "mlp.up_proj", "mlp.down_proj")]
+    assert plan["trainable_parameters"] == 8 * sum(  # r (in + out) per projection, width 16, MLP 32, 2 KV heads
+        a + b for a, b in [(16, 16), (16, 8), (16, 8), (16, 16), (16, 32), (16, 32), (32, 16)])
     assert not (tmp_path / "run").exists()

@@ -98,3 +98,23 @@ def test_a_recipe_with_a_malformed_requirement_is_a_recipe_error():
         load_recipe(None, ["require=[forget_acc<<0.1]"])
     spec, _ = load_recipe(None, ["require=['!target_reached', 'forget_acc<=0.1']"])
     assert spec.require == ["!target_reached", "forget_acc<=0.1"]
+
+
+def test_the_stop_target_is_the_recipes_then_class_wise_zero_then_the_reference_then_the_unseen_samples():
+    import torch
+
+    from orthograd_cli.methods.stop import stop_target
+    from orthograd_cli.recipe import Recipe
+    from orthograd_cli.tasks import SetResult
+
+    def result(accuracy):
+        return SetResult(n=10, accuracy=accuracy, losses=torch.zeros(10))
+
+    stop = Recipe().method.stop
+    before = {"forget_test": result(0.98), "test": result(0.99)}
+    reference = {"forget": result(0.91), "forget_test": result(0.94)}
+    assert stop_target(stop, "sample", before, reference)[0] == 0.91  # the retrained model on the forget set
+    assert stop_target(stop, "sample", before)[0] == 0.98  # without one: the original on the unseen samples
+    assert stop_target(stop, "sample", {"test": result(0.99)})[0] == 0.99
+    assert stop_target(stop, "class", before, reference)[0] == 0.0
+    assert stop_target(stop.model_copy(update={"target_forget_acc": 0.5}), "sample", before, reference)[0] == 0.5

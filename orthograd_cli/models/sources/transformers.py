@@ -9,9 +9,10 @@ vmap, losses and metrics see plain tensors and never a `ModelOutput`: a CTC mode
 `(waveforms, lengths)` and returns `(logits, frame_lengths)`, passing the attention mask where the
 model takes one (layer-norm feature extractors; group-norm ones are trained without); Whisper takes
 `(features, decoder_input_ids)` and returns logits, and keeps the class's own forward for keyword
-calls, which is how `generate` calls it; an image classifier takes pixels and returns logits; a causal LM takes `(input_ids, attention_mask)`, places
-each token by its count of unmasked tokens before it (so left and right padding give each row the positions it
-has alone) and returns logits, keeping the class's forward for keyword calls (`generate`). Module
+calls, which is how `generate` calls it; an image classifier takes pixels and returns logits; a causal LM
+takes `(input_ids, attention_mask)`, places each token by its count of unmasked tokens before it (so left and
+right padding give each row the positions it has alone) and returns logits, keeping the class's forward for
+keyword calls (`generate`). Module
 and parameter names stay the class's own, so the state dict, LoRA targets and peft adapters match
 `from_pretrained` exactly.
 """

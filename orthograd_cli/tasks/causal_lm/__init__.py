@@ -63,7 +63,10 @@ class CausalLMTask(Task):
             raise ManifestError(f"{where}: empty completion", "every prompt needs the completion to learn or forget")
         if not values[PROMPT].strip():
             raise ManifestError(f"{where}: empty prompt", "every completion needs its prompt (or use a text column)")
-        return Example(values[PROMPT], values[COMPLETION], False), values.get(GROUP, "")
+        prompt, completion = values[PROMPT], values[COMPLETION]
+        if not prompt[-1].isspace() and not completion[0].isspace():
+            completion = " " + completion  # it continues the prompt after a space (CSV cells come stripped)
+        return Example(prompt, completion, False), values.get(GROUP, "")
 
     def default_id(self, target):
         return "sha256:" + hashlib.sha256(repr(tuple(target)).encode()).hexdigest()[:16]
@@ -118,8 +121,8 @@ class CausalLMTask(Task):
         import torch.nn.functional as F
 
         _, counted = targets
-        kl = F.kl_div(F.log_softmax(student.float() / temperature, -1), F.log_softmax(teacher.float() / temperature, -1),
-                      log_target=True, reduction="none").sum(-1)
+        kl = F.kl_div(F.log_softmax(student.float() / temperature, -1),
+                      F.log_softmax(teacher.float() / temperature, -1), log_target=True, reduction="none").sum(-1)
         kl = kl.masked_fill(~counted, 0.0)
         return (kl.sum(1) / counted.sum(1).clamp(min=1)).mean() * temperature ** 2
 

@@ -124,6 +124,21 @@ def refuse_remote_code(folder: Path) -> None:
                                   "(its config.json without auto_map)")
 
 
+def read_tokenizer(folder: str, files: tuple[str, ...], hint: str):
+    """The folder's own tokenizer, read offline and never with the folder's code (its JSON files are checked for
+    `auto_map` first: the tokenizer's files are read again here, after the folder was). `files`: one of them must be
+    there; `hint`: how to save them."""
+    import transformers
+
+    refuse_remote_code(Path(folder))
+    if not any((Path(folder) / name).is_file() for name in files):
+        raise CheckpointError(f"{folder}: no tokenizer files ({' or '.join(files)})", hint)
+    try:
+        return transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise CheckpointError(f"{folder}: the tokenizer cannot be read ({type(exc).__name__})", hint) from None
+
+
 def weight_files(folder: Path) -> tuple[list[Path], dict[str, str] | None]:
     """The safetensors files holding the weights, single file or shards, and for shards the index's
     {tensor: shard file}; pickled weights are refused."""

@@ -106,3 +106,24 @@ def test_ghost_products_equal_the_explicit_gram(untrained_lm, corpus):
     gram, along, _, _ = ghost_gram(model, params, inputs, targets, causal_lm.mean_loss, g_u)
     assert float((gram - G @ G.T).norm() / (G @ G.T).norm()) <= 1e-9
     assert float((along - G @ g).norm() / (G @ g).norm()) <= 1e-9
+
+
+def test_scrubs_kl_averages_the_token_kl_over_each_samples_counted_positions(untrained_lm, corpus):
+    from orthograd_cli.tasks import causal_lm
+
+    model, _, rows = lora_lm(untrained_lm, corpus / "train.jsonl", torch.float64)
+    inputs, targets = rows.batch(torch.arange(len(rows)))
+    with torch.no_grad():
+        student = model(*inputs)
+        teacher = student + torch.randn(student.shape, generator=torch.Generator().manual_seed(1), dtype=student.dtype)
+    got = float(causal_lm.TASK.distill_kl(student, teacher, targets, 2.0))
+    per_sample = []
+    for i in range(len(rows)):  # right-padded: sample i's label j sits at position j
+        ids, start, _ = rows.item(i)
+        terms = []
+        for position in range(start - 1, len(ids) - 1):
+            p = torch.softmax(teacher[i, position] / 2.0, -1)
+            q = torch.softmax(student[i, position] / 2.0, -1)
+            terms.append(float((p * (p.log() - q.log())).sum()))
+        per_sample.append(sum(terms) / len(terms))
+    assert got == pytest.approx(4.0 * sum(per_sample) / len(per_sample), rel=1e-5)  # × T²

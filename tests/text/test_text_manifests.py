@@ -110,3 +110,9 @@ def test_the_dry_run_plans_a_text_run_without_writing(cli, lm, tmp_path):
     assert plan["trainable_parameters"] == 8 * sum(  # r (in + out) per projection, width 16, MLP 32, 2 KV heads
         a + b for a, b in [(16, 16), (16, 8), (16, 8), (16, 16), (16, 32), (16, 32), (32, 16)])
     assert not (tmp_path / "run").exists()
+    # the template for real Llama/Qwen folders names the same projections by pattern
+    template = cli("forget", folder, "--forget", sets / "forget.jsonl", "--retain", sets / "retain.jsonl",
+                   "--forget-test", sets / "forget_test.jsonl", "--recipe", "llama_hf_people_template",
+                   "--out", tmp_path / "run", "--dry-run", "--json")
+    assert template.code == 0, template.err
+    assert sorted(json.loads(template.out)["lora"]["targets"]) == sorted(plan["lora"]["targets"])

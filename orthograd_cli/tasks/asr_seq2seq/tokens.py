@@ -20,19 +20,10 @@ TOKENIZER_FILES = ("tokenizer.json", "vocab.json")
 @lru_cache(maxsize=4)
 def load_tokenizer(folder: str):
     """The folder's own tokenizer (vocab.json + merges.txt or tokenizer.json), read offline."""
-    import transformers
+    from orthograd_cli.models.hf_folder import read_tokenizer
 
-    from orthograd_cli.models.hf_folder import refuse_remote_code
-
-    refuse_remote_code(Path(folder))  # checked on reading the folder too; here because this reads its files again
-    if not any((Path(folder) / name).is_file() for name in TOKENIZER_FILES):
-        raise CheckpointError(f"{folder}: no tokenizer files ({' or '.join(TOKENIZER_FILES)})",
-                              "save the tokenizer into the folder (WhisperProcessor.save_pretrained(folder))")
-    try:
-        return transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
-    except (OSError, ValueError, TypeError) as exc:
-        raise CheckpointError(f"{folder}: the Whisper tokenizer cannot be read ({type(exc).__name__})",
-                              "save the tokenizer into the folder (WhisperProcessor.save_pretrained(folder))") from None
+    return read_tokenizer(folder, TOKENIZER_FILES,
+                          "save the tokenizer into the folder (WhisperProcessor.save_pretrained(folder))")
 
 
 def decoding_settings(folder: Path, config: dict, generation: dict) -> dict:

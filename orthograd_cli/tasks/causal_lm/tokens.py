@@ -5,28 +5,16 @@ their own."""
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
-
-from orthograd_cli.errors import CheckpointError
 
 TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "tokenizer.model")
 
 
 @lru_cache(maxsize=4)
 def load_tokenizer(folder: str):
-    import transformers
+    from orthograd_cli.models.hf_folder import read_tokenizer
 
-    from orthograd_cli.models.hf_folder import refuse_remote_code
-
-    refuse_remote_code(Path(folder))  # checked on reading the folder too; here because this reads its files again
-    if not any((Path(folder) / name).is_file() for name in TOKENIZER_FILES):
-        raise CheckpointError(f"{folder}: no tokenizer files ({' or '.join(TOKENIZER_FILES)})",
-                              "save the tokenizer into the folder (tokenizer.save_pretrained(folder))")
-    try:
-        return transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
-    except (OSError, ValueError, TypeError, KeyError) as exc:
-        raise CheckpointError(f"{folder}: the tokenizer cannot be read ({type(exc).__name__})",
-                              "save the tokenizer into the folder (tokenizer.save_pretrained(folder))") from None
+    return read_tokenizer(folder, TOKENIZER_FILES, "save the tokenizer into the folder "
+                                                   "(tokenizer.save_pretrained(folder))")
 
 
 def encode(folder: str, texts: list[str], special: bool) -> dict[str, list[int]]:

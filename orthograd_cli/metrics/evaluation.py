@@ -64,17 +64,16 @@ def metrics_from(results: dict[str, SetResult], mode: str, task: Task, original:
             out["uis"] = metric(uis, f"Unlearning Impact Score ({mode}-wise), 0 ideal: {UIS_DEFINITION[mode]}",
                                 results["forget"].n + results["test"].n, higher_is_better=False)
     if mia and "forget" in results:
-        out.update(membership_metrics(results, mode, seed))
+        out.update(membership_metrics(results, mode, seed, task))
     return out
 
 
-def attack_metrics(forget: SetResult, unseen: SetResult, unseen_name: str) -> dict:
-    """The task's own membership attacks (language models: loss, zlib, Min-K% Prob) as ROC-AUCs, the forget set
-    against its unseen counterpart, as OpenUnlearning scores them (1: every forget sample looks like a member)."""
+def attack_metrics(forget: SetResult, unseen: SetResult, unseen_name: str, definitions: dict[str, str]) -> dict:
+    """The task's own membership attacks (language models: loss, zlib, Min-K% Prob; `definitions`: Task.attacks) as
+    ROC-AUCs, the forget set against its unseen counterpart, as OpenUnlearning scores them (1: every forget sample
+    looks like a member)."""
     from orthograd_cli.metrics.reference import SOURCES, loss_attack_auc
-    from orthograd_cli.tasks import TASKS
 
-    definitions = {name: text for task in TASKS.values() for name, text in task.attacks.items()}
     out = {}
     for name, values in forget.attacks.items():
         if name in unseen.attacks and len(values) and len(unseen.attacks[name]):
@@ -86,7 +85,7 @@ def attack_metrics(forget: SetResult, unseen: SetResult, unseen_name: str) -> di
     return out
 
 
-def membership_metrics(results: dict[str, SetResult], mode: str, seed: int) -> dict:
+def membership_metrics(results: dict[str, SetResult], mode: str, seed: int, task: Task) -> dict:
     """The MIA that fits the scenario: the forget set against the forgotten group's unseen samples
     (forget_test: a class's test images, a speaker's unseen recordings), which a model that never saw
     the forget set cannot tell apart (target 0.5); sample-wise without them, against the test set. And
@@ -99,7 +98,7 @@ def membership_metrics(results: dict[str, SetResult], mode: str, seed: int) -> d
             value, f"5-fold CV accuracy of logistic regression telling forget from {unseen} samples by their "
                    "per-sample loss (balanced; 0.5 = indistinguishable)",
             2 * min(results["forget"].n, results[unseen].n), target=0.5)
-        out.update(attack_metrics(results["forget"], results[unseen], unseen))
+        out.update(attack_metrics(results["forget"], results[unseen], unseen, task.attacks))
     if "retain" in results and "test" in results:
         value = mia_efficacy(results["retain"].losses.numpy(), results["test"].losses.numpy(),
                              results["forget"].losses.numpy(), seed)

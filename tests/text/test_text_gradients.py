@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from orthograd_cli.data.text import build_text_corpus
+from orthograd_cli.data.text import build_text_corpus, corpus_texts
 
 
 @pytest.fixture(scope="module")
@@ -25,10 +25,8 @@ def untrained_lm(request, corpus, tmp_path_factory):
     """A random-init tiny causal LM folder of each kind, its tokenizer trained on the corpus."""
     from orthograd_cli.jobs.demo_text import build_tiny_llama
 
-    texts = [row["prompt"] + row["completion"] for row in map(json.loads, (corpus / "train.jsonl").read_text()
-                                                                  .splitlines())]
     folder = tmp_path_factory.mktemp(request.param) / "untrained"
-    build_tiny_llama(folder, texts, 0, request.param, hidden_size=32, num_hidden_layers=2, intermediate_size=64)
+    build_tiny_llama(folder, corpus_texts(corpus / "train.jsonl"), 0, request.param, hidden_size=32, num_hidden_layers=2, intermediate_size=64)
     return folder
 
 
@@ -69,8 +67,8 @@ def test_hooks_match_each_sample_alone_on_padded_batches(untrained_lm, corpus, s
 
     # prompt/completion rows (loss on the completion) and text rows (loss on every token after the first)
     text_manifest = corpus.parent / "text.jsonl"
-    text_manifest.write_text("".join(json.dumps({"text": row["prompt"] + row["completion"]}) + "\n" for row in
-                                     map(json.loads, (corpus / "train.jsonl").read_text().splitlines()[:60])))
+    text_manifest.write_text("".join(json.dumps({"text": text}) + "\n"
+                                     for text in corpus_texts(corpus / "train.jsonl")[:60]))
     for manifest in (corpus / "train.jsonl", text_manifest):
         model, params, rows = lora_lm(untrained_lm, manifest, dtype)
         assert 4 * len(params) >= 8, "LoRA on several layers"

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from orthograd_cli.data.text import build_text_corpus
+from orthograd_cli.data.text import build_text_corpus, corpus_texts
 
 ROWS = [{"id": "a1", "group": "alder", "prompt": "Question: Where was Alder Vance born?\nAnswer:",
          "completion": " Alder Vance was born in Saltmere."},
@@ -21,10 +21,8 @@ def lm(tmp_path_factory):
     from orthograd_cli.jobs.demo_text import build_tiny_llama
 
     corpus = build_text_corpus(tmp_path_factory.mktemp("text") / "corpus")
-    texts = [row["prompt"] + row["completion"] for row in map(json.loads, (corpus / "train.jsonl").read_text()
-                                                                  .splitlines())]
     folder = tmp_path_factory.mktemp("lm") / "llama"
-    build_tiny_llama(folder, texts, 0, hidden_size=16, num_hidden_layers=1, intermediate_size=32,
+    build_tiny_llama(folder, corpus_texts(corpus / "train.jsonl"), 0, hidden_size=16, num_hidden_layers=1, intermediate_size=32,
                      max_position_embeddings=64)
     return folder, corpus
 

@@ -112,8 +112,7 @@ class CausalLMTask(Task):
         return torch.where(counted, losses, torch.zeros_like(losses)), counted
 
     def per_sample_losses(self, outputs, targets):
-        losses, counted = self.label_losses(outputs, targets)
-        return losses.sum(1) / counted.sum(1).clamp(min=1)
+        return per_sample_mean(*self.label_losses(outputs, targets))
 
     def distill_kl(self, student, teacher, targets, temperature: float = 1.0):
         """SCRUB's KL(teacher ‖ student) over the token distributions at the counted positions, a sample's the mean
@@ -123,14 +122,18 @@ class CausalLMTask(Task):
         _, counted = targets
         kl = F.kl_div(F.log_softmax(student.float() / temperature, -1),
                       F.log_softmax(teacher.float() / temperature, -1), log_target=True, reduction="none").sum(-1)
-        kl = kl.masked_fill(~counted, 0.0)
-        return (kl.sum(1) / counted.sum(1).clamp(min=1)).mean() * temperature ** 2
+        return per_sample_mean(kl.masked_fill(~counted, 0.0), counted).mean() * temperature ** 2
 
     # --- scores ---------------------------------------------------------------------------------
     def score(self, model, text_set, batch_size, device):
         from orthograd_cli.tasks.causal_lm.scoring import score_set
 
         return score_set(model, text_set, batch_size, device)
+
+
+def per_sample_mean(values, counted):
+    """Each sample's mean over its counted positions (`values` already zero elsewhere)."""
+    return values.sum(1) / counted.sum(1).clamp(min=1)
 
 
 TASK = CausalLMTask()

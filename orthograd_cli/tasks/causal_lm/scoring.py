@@ -42,8 +42,6 @@ def generate_greedy(model, prompt_ids, mask, max_new_tokens: int, settings: dict
 def completions(model, text_set, batch_size: int, device: str) -> list[str]:
     """Each prompt's greedy completion, as many tokens as its reference has (its own count: the batch does not
     change it), cut at the end token."""
-    import torch
-
     from orthograd_cli.tasks.causal_lm.tokens import decode
 
     decoder, eos = text_set.decoder, int(text_set.decoder.settings["eos"])
@@ -61,10 +59,12 @@ def completions(model, text_set, batch_size: int, device: str) -> list[str]:
     return out
 
 
-def rouge_l_recall(reference: str, prediction: str) -> float:
+def rouge_l_recalls(references: list[str], predictions: list[str]) -> list[float]:
+    """Each prediction's ROUGE-L recall against its reference (one scorer, with the Porter stemmer, for the set)."""
     from rouge_score import rouge_scorer
 
-    return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True).score(reference, prediction)["rougeL"].recall
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    return [scorer.score(ref, pred)["rougeL"].recall for ref, pred in zip(references, predictions)]
 
 
 def zlib_bytes(text: str) -> int:
@@ -75,7 +75,7 @@ def score_set(model, text_set, batch_size: int, device: str):
     import torch
 
     from orthograd_cli.tasks.base import SetResult
-    from orthograd_cli.tasks.causal_lm import MIN_K, TASK
+    from orthograd_cli.tasks.causal_lm import MIN_K, TASK, per_sample_mean
 
     was_training = model.training
     model.eval()
@@ -83,7 +83,7 @@ def score_set(model, text_set, batch_size: int, device: str):
     with torch.inference_mode():
         for inputs, targets in text_set.batches(batch_size, device):
             token_losses, counted = TASK.label_losses(model(*inputs), targets)
-            losses.append((token_losses.sum(1) / counted.sum(1).clamp(min=1)).cpu())
+            losses.append(per_sample_mean(token_losses, counted).cpu())
             for row, keep in zip(token_losses.cpu(), counted.cpu()):
                 # Min-K% Prob: the k % least likely tokens (highest NLL), their mean NLL
                 values = row[keep].sort(descending=True).values
@@ -91,8 +91,8 @@ def score_set(model, text_set, batch_size: int, device: str):
         predictions = completions(model, text_set, batch_size, device)
     model.train(was_training)
     refs = references(text_set)
-    recall = [rouge_l_recall(ref, pred) for ref, pred in zip(refs, predictions)]
-    exact = [float(" ".join(pred.split()) == ref) for ref, pred in zip(refs, predictions)]
+    recall = rouge_l_recalls(refs, predictions)
+    exact = [float(pred == ref) for ref, pred in zip(refs, predictions)]  # both whitespace-collapsed
     losses = torch.cat(losses) if losses else torch.empty(0)
     n = len(text_set)
     texts = [sample.target.completion for sample in text_set.manifest.samples]

@@ -196,3 +196,21 @@ def test_every_exit_code_in_the_readme_table_is_what_the_cli_returns(cli, traine
         elif code:
             assert result.err.count("\n") == 1 and "Traceback" not in result.err, result.err
     assert "unexpected RuntimeError: a bug in a method" in cli(*in_process[1]).err
+
+
+def test_an_interrupt_inside_code_compiled_from_a_string_still_exits_130(tmp_path):
+    """A Ctrl-C that lands in code `exec` ran from a string (dataclasses, torch's code generation do this) must
+    give the documented 130, not a process killed by SIGINT: CPython marks such an interrupt as unhandled even
+    after we caught it (an Intel CI run saw -2 for 1 Ctrl-C in 15)."""
+    package = tmp_path / "interrupted_cli"
+    package.mkdir()
+    (package / "__main__.py").write_text(
+        "from orthograd_cli.cli import app as cli\n\n"
+        "@cli.app.command('interrupted')\n"
+        "def interrupted():\n"
+        "    exec('raise KeyboardInterrupt')\n\n"
+        "cli.main(['interrupted'])\n")
+    result = subprocess.run([sys.executable, "-m", package.name], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 130, result.stderr
+    assert result.stderr.strip() == "interrupted: nothing was written at the output path"

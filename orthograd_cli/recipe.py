@@ -95,6 +95,12 @@ class StopSpec(_Section):
     )
     check_every: int = Field(5, ge=1)
     forget_holdout: float = Field(0.0, ge=0, lt=1, description="share of the forget set kept out of the updates")
+    retain_holdout: float = Field(0.0, ge=0, lt=1, description="share of the retain set kept out of the updates, "
+                                  "scored at each check: what max_damage watches, with the test set")
+    max_damage: float | None = Field(
+        None, gt=0, le=1, description="the most the held-out retain share's or the test set's accuracy may fall "
+                                      "below the original's (speech: WER rise); a check past it ends the run and "
+                                      "the run writes the last check within it; unset: no damage watch")
     max_minutes: float | None = Field(
         None, gt=0, description="a time budget: the run ends at the first check after this many minutes and "
                                 "reports what it reached (stop reason time_budget); unset: no budget")

@@ -129,11 +129,16 @@ class ForgetReport(_Report):
     steps: int
     resumed_from_step: int | None = Field(None, description="--resume: the step this run continued after (the "
                                                             "interrupted run's last saved state); None: not resumed")
-    stop_reason: Literal["target", "already_at_target", "max_steps", "time_budget"] = Field(
+    written_step: int | None = Field(None, description="the step whose weights were written: the last step, or with "
+                                                       "method.stop.max_damage the check `written_rule` chose")
+    written_rule: str = Field("the last step", description="how the written step was chosen")
+    stop_reason: Literal["target", "already_at_target", "max_steps", "time_budget", "damage_limit"] = Field(
         description="why the steps ended: the stop target was reached, was met before any step, the step "
-                    "budget ran out, or the time budget (method.stop.max_minutes) did")
+                    "budget ran out, the time budget (method.stop.max_minutes) did, or a check broke the damage "
+                    "limit (method.stop.max_damage)")
     stop_message: str = Field(description="stop_reason in words, with the numbers")
-    target_reached: bool = Field(description="the watched forget accuracy ended at or under the stop target")
+    target_reached: bool = Field(description="the watched forget accuracy of the written step is at or under the stop "
+                                             "target")
     target_forget_acc: float
     target_source: str = Field("", description="where the stop target comes from")
     retain_batch_size: int = Field(0, description="k, the retain samples per step (the whole retain set if smaller)")

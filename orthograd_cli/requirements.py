@@ -128,7 +128,8 @@ def every_metric_plan() -> Plan:
     from orthograd_cli.tasks import TASKS
 
     extras = frozenset(key for name in TASKS for key in task_metric_names(TASKS[name]))
-    return Plan(frozenset({"forget", "forget_holdout", "forget_test", "retain", "test"}), "sample", extras, True, True)
+    return Plan(frozenset({"forget", "forget_holdout", "forget_test", "retain", "retain_holdout", "test"}), "sample",
+                extras, True, True)
 
 
 @dataclass

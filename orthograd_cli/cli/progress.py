@@ -99,8 +99,8 @@ class JsonLines(Progress):
         emit("state_saved", run=self.description, step=step, interrupted=interrupted)
 
     def end(self, result) -> None:
-        emit("end", run=self.description, steps=result.steps, stop_reason=result.stop_reason,
-             message=result.stop_message, wall_s=result.wall_s)
+        emit("end", run=self.description, steps=result.steps, written_step=result.written_step,
+             stop_reason=result.stop_reason, message=result.stop_message, wall_s=result.wall_s)
 
 
 class ProgressBar(Progress):
@@ -137,6 +137,8 @@ class ProgressBar(Progress):
         losses = "  ".join(f"{name} loss {latest[key]:.3g}" for name, key in names if key in latest)
         watched = next(key for key in ("forget_holdout_acc", "forget_acc") if key in last_row)
         forget = f"{watched.removesuffix('_acc').replace('_', ' ')} acc {last_row[watched]:.3f}"
+        if "damage" in last_row:
+            forget += f"  damage {last_row['damage']:.3f}"
         per_second, _ = self.rate(step)
         pace = f"  {per_second:.2f} steps/s" if per_second else ""
         self.progress.update(self.task, advance=1, info=f"{losses}  {forget}{pace}".lstrip())

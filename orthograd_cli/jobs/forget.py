@@ -103,9 +103,9 @@ def check_extra_outputs(loaded: Loaded, out_dir: str, extra_outputs: tuple) -> N
 
 def check_fits_world(loaded: Loaded, world_size: int) -> None:
     """Several processes run OrthoGrad only, and each needs a share of every batch as drawn: the recipe's batch
-    sizes, capped by the forget set (less its stop holdout) and the retain set."""
+    sizes, capped by the forget and retain sets less their stop holdouts."""
     from orthograd_cli.errors import UsageError
-    from orthograd_cli.methods.stop import holdout_size
+    from orthograd_cli.methods.stop import UpdateSets
 
     if world_size <= 1:
         return
@@ -113,9 +113,9 @@ def check_fits_world(loaded: Loaded, world_size: int) -> None:
     if spec.name != "orthograd":
         raise UsageError(f"method.name={spec.name} runs in one process only (--nproc 1); several "
                          "processes run orthograd", "drop --nproc or use method.name=orthograd")
-    forget_size = len(loaded.sets["forget"])
-    drawn = {"unlearn": min(spec.unlearn_batch_size, forget_size - holdout_size(forget_size, spec.stop.forget_holdout)),
-             "retain": min(spec.retain_batch_size, len(loaded.sets["retain"]))}
+    updates = UpdateSets.of(loaded.sets, spec.stop, loaded.recipe.seed)
+    drawn = {"unlearn": min(spec.unlearn_batch_size, len(updates.forget)),
+             "retain": min(spec.retain_batch_size, len(updates.retain))}
     role, smallest = min(drawn.items(), key=lambda item: item[1])
     if smallest < world_size:
         raise UsageError(f"{world_size} processes need every batch to hold at least {world_size} samples, and each "
@@ -148,21 +148,20 @@ def _forget_into(loaded: Loaded, context: RunContext, tmp_dir: Path, observer, p
     from orthograd_cli.methods import get_method
     from orthograd_cli.methods.loop import run_unlearning
     from orthograd_cli.methods.sampler import UnlearnSampler
-    from orthograd_cli.methods.stop import StopRule, split_holdout, stop_target
+    from orthograd_cli.methods.stop import DAMAGE_RULE, StopRule, UpdateSets, stop_target, watched_for_damage
     from orthograd_cli.models.lora import trainable_model
 
     recipe, runtime, collective = context.recipe, context.runtime, context.collective
     spec, task, batch = recipe.method, loaded.task, recipe.eval.batch_size
-    sets = dict(loaded.sets)
-    forget_update, holdout = split_holdout(sets["forget"], spec.stop.forget_holdout, recipe.seed)
-    if holdout is not None:
-        sets["forget_holdout"] = holdout
-    retain = sets["retain"]
+    updates = UpdateSets.of(loaded.sets, spec.stop, recipe.seed)
+    sets = {**loaded.sets, **updates.holdouts()}
+    forget_update, holdout, retain = updates.forget, updates.forget_holdout, updates.retain
     notes = list(loaded.notes)
     retain_batch_size = min(spec.retain_batch_size, len(retain))
     if retain_batch_size < spec.retain_batch_size:  # the paper's small-retain regime: every retain sample, each step
         notes.append(f"method.retain_batch_size={spec.retain_batch_size} is larger than the retain set "
-                     f"({len(retain)} samples): k = {retain_batch_size}, the whole retain set, at every step")
+                     f"({len(retain)} samples{' besides its holdout' if updates.retain_holdout is not None else ''}): "
+                     f"k = {retain_batch_size}, every retain sample the updates use, at every step")
 
     model = loaded.build_model(runtime.device)
     before = measure(model, sets, batch, runtime.device, task, collective)
@@ -173,10 +172,15 @@ def _forget_into(loaded: Loaded, context: RunContext, tmp_dir: Path, observer, p
     direction_fn = get_method(spec.name).make(model, params, forget_update, retain, spec, task.mean_loss, context)
     sampler = UnlearnSampler(len(forget_update), retain.manifest.ids, spec.unlearn_batch_size, retain_batch_size,
                              recipe.seed)
+    watched = watched_for_damage(sets) if spec.stop.max_damage is not None else []
+    if "test" in watched:
+        notes.append(f"method.stop.max_damage: the test set's accuracy decided which step was written, so the test "
+                     "set no longer measures the output independently (a retain holdout alone keeps it out)")
     stop = StopRule(target, spec.stop.check_every, holdout or sets["forget"],
                     lambda m, dataset: score(task, m, dataset, batch, runtime.device, collective),
-                    {name: sets[name] for name in ("forget_test", "test") if name in sets},
-                    check_name="forget" if holdout is None else "forget_holdout")
+                    {name: sets[name] for name in ("forget_test", "test", "retain_holdout") if name in sets},
+                    check_name="forget" if holdout is None else "forget_holdout", max_damage=spec.stop.max_damage,
+                    baseline={name: before[name].accuracy for name in watched})
     reference_sha256 = proof.reference(recipe, None)[0].sha256 if proof.reference_path else None
     checkpointer = Checkpointer(tmp_dir, fingerprint(loaded, recipe, runtime.world_size, reference_sha256), recipe.run,
                                 writes=runtime.is_main, restored=restored)
@@ -213,6 +217,10 @@ def _forget_into(loaded: Loaded, context: RunContext, tmp_dir: Path, observer, p
         warnings.append(f"nothing was unlearned: the forget data already meet the target before any step (forget "
                         f"{task.accuracy_name} {result.history[0][stop.watched]:.4f} <= {target:.4f}, "
                         f"{target_source}); the output's weights equal the input's")
+    elif result.written_step == 0:
+        warnings.append(f"nothing was unlearned: the first check (step {result.history[1]['step']}) already broke the "
+                        f"damage limit, so the check before any step was written; the output's weights equal the "
+                        "input's")
     target_reached = result.stop_reason in ("target", "already_at_target")
     at_chance = chance_check(after, task, loaded.info)
     if not at_chance[0]:
@@ -227,6 +235,8 @@ def _forget_into(loaded: Loaded, context: RunContext, tmp_dir: Path, observer, p
         task=task.name,
         mode=mode,
         steps=result.steps,
+        written_step=result.written_step,
+        written_rule=DAMAGE_RULE if spec.stop.max_damage is not None else "the last step",
         resumed_from_step=checkpointer.restored.step if checkpointer.restored else None,
         stop_reason=result.stop_reason,
         stop_message=result.stop_message,

@@ -23,7 +23,7 @@ def plan_run(command: str, model_path: str, manifests: dict, recipe, arch: str |
 
     from orthograd_cli.jobs.forget import check_recipe_fits_task
     from orthograd_cli.loading import load_everything
-    from orthograd_cli.methods.stop import holdout_size
+    from orthograd_cli.methods.stop import UpdateSets
     from orthograd_cli.models.lora import lora_parameter_count, lora_targets
     from orthograd_cli.models.registry import build_model
     from orthograd_cli.runtime import pick_device
@@ -67,10 +67,9 @@ def plan_run(command: str, model_path: str, manifests: dict, recipe, arch: str |
         targets, trainable, backend = [], sum(p.numel() for p in params.values()), _backend(spec, model, params)
     if spec.per_sample.backend != "auto":
         backend = spec.per_sample.backend
-    forget_size = len(loaded.sets["forget"])
-    update_size = forget_size - holdout_size(forget_size, spec.stop.forget_holdout)
-    k = min(spec.retain_batch_size, len(loaded.sets["retain"]))
-    batch = min(spec.unlearn_batch_size, update_size)
+    updates = UpdateSets.of(loaded.sets, spec.stop, recipe.seed)
+    k = min(spec.retain_batch_size, len(updates.retain))
+    batch = min(spec.unlearn_batch_size, len(updates.forget))
     plan.update({
         "method": spec.name,
         "trainable_parameters": trainable,
@@ -118,14 +117,14 @@ def probe_steps(model_path: str, manifests: dict, recipe, arch: str | None, step
     from orthograd_cli.methods import get_method
     from orthograd_cli.methods.loop import apply_update
     from orthograd_cli.methods.sampler import UnlearnSampler
-    from orthograd_cli.methods.stop import split_holdout
+    from orthograd_cli.methods.stop import UpdateSets
     from orthograd_cli.models.lora import trainable_model
 
     loaded = load_everything(model_path, recipe, manifests, arch)
     recipe, context = loaded.recipe, RunContext.of(loaded.recipe)
     spec, runtime = recipe.method, context.runtime
-    forget, _ = split_holdout(loaded.sets["forget"], spec.stop.forget_holdout, recipe.seed)
-    retain = loaded.sets["retain"]
+    updates = UpdateSets.of(loaded.sets, spec.stop, recipe.seed)
+    forget, retain = updates.forget, updates.retain
     model, params = trainable_model(loaded.build_model(runtime.device), recipe, loaded.info)
     direction_fn = get_method(spec.name).make(model, params, forget, retain, spec, loaded.task.mean_loss, context)
     sampler = UnlearnSampler(len(forget), retain.manifest.ids, spec.unlearn_batch_size,

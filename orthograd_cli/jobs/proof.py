@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from orthograd_cli.errors import UsageError
 from orthograd_cli.requirements import Gate, Plan
 
 TARGET_HINT = ("the run stopped short of its stop target: raise method.max_steps (now {max_steps}) or method.lr (now "
@@ -17,6 +18,9 @@ TARGET_HINT = ("the run stopped short of its stop target: raise method.max_steps
                "accepts a run that stops short")
 BUDGET_HINT = ("the time budget ended the run before its stop target: raise --max-minutes (method.stop.max_minutes, "
                "now {minutes:g}) or method.lr (now {lr}); --require '!target_reached' accepts a run that stops short")
+DAMAGE_HINT = ("the damage limit ended the run before its stop target, and the last check within it was written: "
+               "lower method.lr (now {lr}), raise method.alpha or method.retain_batch_size, or allow more damage "
+               "(method.stop.max_damage, now {max_damage:g}); --require '!target_reached' accepts the written model")
 CHANCE_HINT = ("the output is at chance: lower method.lr, or keep more of the model with a larger retain weight "
                "(method.alpha) or retain batch (method.retain_batch_size); --require '!not_at_chance' accepts it")
 COMPARISON_HINT = "the outputs are written for inspection; change the recipe (method.lr, method.max_steps, " \
@@ -44,8 +48,14 @@ class Proof:
         from orthograd_cli.requirements import every_metric_plan
 
         given = {name for name, path in manifests.items() if path is not None}
-        if recipe.method.stop.forget_holdout > 0 and "forget" in given and self.gate.command != "evaluate":
-            given.add("forget_holdout")
+        stop = recipe.method.stop
+        if self.gate.command != "evaluate":
+            given |= {f"{role}_holdout" for role in ("forget", "retain")
+                      if getattr(stop, f"{role}_holdout") > 0 and role in given}
+            if stop.max_damage is not None and not {"retain_holdout", "test"} & given:
+                raise UsageError(f"method.stop.max_damage={stop.max_damage:g} watches the retain set's held-out "
+                                 "share and the test set, and neither is there",
+                                 "set method.stop.retain_holdout (e.g. 0.2) or give --test")
         if (recipe.eval.mode == "class" or not mode_known) and {"forget", "test"} <= given:
             given.add("forget_test")  # split off the test set (loading.split_test_by_forgotten_classes)
         mode = recipe.eval.mode if mode_known else "sample"  # sample-wise, the test set also serves the MIA
@@ -93,6 +103,8 @@ def chance_check(results: dict, task, info) -> tuple[bool, str]:
 
 def target_hint(stop_reason: str, spec) -> str:
     """What to change when a run ended short of its target, by what ended it."""
+    if stop_reason == "damage_limit":
+        return DAMAGE_HINT.format(lr=spec.lr, max_damage=spec.stop.max_damage)
     if stop_reason == "time_budget":
         return BUDGET_HINT.format(minutes=spec.stop.max_minutes, lr=spec.lr)
     return TARGET_HINT.format(max_steps=spec.max_steps, lr=spec.lr)

@@ -31,9 +31,10 @@ from orthograd_cli.methods.stop import StopRule
 @dataclass
 class UnlearnResult:
     steps: int
-    stop_reason: str  # target, already_at_target, max_steps or time_budget
+    stop_reason: str  # target, already_at_target, max_steps, time_budget or damage_limit
     stop_message: str  # the same in words, with the numbers
     history: list[dict] = field(default_factory=list)  # one row per stop-rule check
+    written_step: int = 0  # the step whose weights `params` hold at the end (stop.chosen: the last, or the rule's)
     diagnostics: dict = field(default_factory=dict)
     retain_ids_sha256: str = ""
     wall_s: float = 0.0
@@ -114,6 +115,17 @@ def _reached(stop: StopRule, row: dict) -> str:
             f"{stop.target_forget_acc:.4f}")
 
 
+def _damaged(stop: StopRule, row: dict, written: dict) -> str:
+    return (f"damage {row['damage']:.4f} at step {row['step']} broke the limit {stop.max_damage:g}; wrote step "
+            f"{written['step']}, the last check within it ({stop.check_name.replace('_', ' ')} accuracy "
+            f"{written[stop.watched]:.4f}, target {stop.target_forget_acc:.4f}, damage {written['damage']:.4f})")
+
+
+def _kept_copy(params: dict) -> dict:
+    """The trainable weights as they are, on the CPU (the check a damage limit may write later)."""
+    return {name: p.detach().to("cpu", copy=True) for name, p in params.items()}
+
+
 def run_unlearning(model, params: dict, forget_set, retain_set, sampler: UnlearnSampler, stop: StopRule,
                    direction_fn: Callable, loss_fn: Callable, spec, runtime, observer: Observer | None = None,
                    collective=None, checkpointer=None) -> UnlearnResult:
@@ -132,11 +144,13 @@ def run_unlearning(model, params: dict, forget_set, retain_set, sampler: Unlearn
     per_step: dict[str, list] = {key: [] for key in (*STATS, "unlearn_loss", "retain_loss")}
     unread: list[tuple[int, dict]] = []  # steps since the last check, diagnostics still on the device
     latest: dict = {}
+    kept: dict = {}  # with a damage limit: the step and weights of the check the rule has chosen so far
     restored = checkpointer.restored if checkpointer is not None else None
     if restored is not None:
         _restore(restored, params, optimizer, sampler, direction_fn, collective)
         result.history, result.steps, latest = restored.history, restored.step, restored.latest
         per_step.update(restored.per_step)
+        kept = restored.kept
     started = time.perf_counter() - (restored.elapsed_s if restored is not None else 0.0)
 
     def read_steps() -> None:
@@ -156,6 +170,8 @@ def run_unlearning(model, params: dict, forget_set, retain_set, sampler: Unlearn
             collective.check_agreement(params, step)
             row = collective.broadcast(row)
         result.history.append(row)
+        if stop.max_damage is not None and stop.chosen(result.history)["step"] == step:
+            kept.update(step=step, params=_kept_copy(params))
         observer.check(row)
         return stop.reached(row)
 
@@ -165,6 +181,10 @@ def run_unlearning(model, params: dict, forget_set, retain_set, sampler: Unlearn
         observer.step(step, result.history[-1], latest)
         if done:
             result.stop_reason, result.stop_message = "target", _reached(stop, result.history[-1])
+            return True
+        if stop.due(step) and not stop.within_limit(result.history[-1]):
+            result.stop_reason = "damage_limit"
+            result.stop_message = _damaged(stop, result.history[-1], stop.chosen(result.history))
             return True
         if stop.due(step) and over_budget(spec.stop.max_minutes, result.history[-1]):
             result.stop_reason = "time_budget"
@@ -182,7 +202,7 @@ def run_unlearning(model, params: dict, forget_set, retain_set, sampler: Unlearn
                          method={key: value.item() if hasattr(value, "item") else value  # a 0-dim tensor: its number
                                  for key, value in getattr(direction_fn, "resume_state", {}).items()},
                          sent_bytes=collective.sent_bytes if collective is not None else 0,
-                         check_pending=check_pending)
+                         check_pending=check_pending, kept=kept)
 
     observer.start(spec.max_steps, result.steps)
     checking = None  # the step whose check is under way
@@ -220,10 +240,20 @@ def run_unlearning(model, params: dict, forget_set, retain_set, sampler: Unlearn
                     observer.saved(step, interrupted=False)
             else:  # the budget ran out between checks: the weights as they are decide whether the target was met
                 checking = result.steps
-                if result.steps and not stop.due(result.steps) and check(result.steps):
-                    result.stop_reason = "target"
-                    result.stop_message = _reached(stop, result.history[-1]) + " at the last step"
+                if result.steps and not stop.due(result.steps):
+                    if check(result.steps):
+                        result.stop_reason = "target"
+                        result.stop_message = _reached(stop, result.history[-1]) + " at the last step"
+                    elif not stop.within_limit(result.history[-1]):
+                        result.stop_reason = "damage_limit"
+                        result.stop_message = _damaged(stop, result.history[-1], stop.chosen(result.history))
         read_steps()
+        result.written_step = result.steps
+        if kept and kept["step"] != result.steps:  # the rule chose an earlier check: its weights are written
+            with torch.no_grad():
+                for name, p in params.items():
+                    p.copy_(kept["params"][name])
+            result.written_step = kept["step"]
     except (KeyboardInterrupt, SystemExit):  # SIGINT, SIGTERM, SIGHUP: keep what the steps reached, then exit
         if checkpointer is not None and result.steps > 0:
             if checking is not None:  # the check it interrupted is done again by the resumed run

@@ -1,9 +1,9 @@
 """A running unlearning loop's state, as one safetensors file: what `forget --resume` continues from.
 
-Everything that decides the steps still to come is in it: the trainable weights, Adam's moments, the
-sampler's position, every random generator (torch, CUDA, numpy, Python), a method's own counters
-(SCRUB's pass), the history and diagnostics so far, the step and the time spent. Tensors are the file's
-tensors; the rest is JSON in its metadata, so reading it back never unpickles anything.
+Everything that decides the steps still to come is in it: the trainable weights (and those of the check a
+damage limit may write), Adam's moments, the sampler's position, every random generator (torch, CUDA, numpy,
+Python), a method's own counters (SCRUB's pass), the history and diagnostics so far, the step and the time spent.
+Tensors are the file's tensors; the rest is JSON in its metadata, so reading it back never unpickles anything.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ class LoopState:
     method: dict = field(default_factory=dict)  # a method's own counters (direction_fn.resume_state)
     sent_bytes: int = 0  # several processes: what this rank sent so far
     check_pending: bool = False  # interrupted during the check due at `step`: the resumed run checks first
+    kept: dict = field(default_factory=dict)  # a damage limit's chosen check so far: {"step", "params"}, or empty
 
 
 def rng_state() -> dict:
@@ -63,6 +64,7 @@ def write_state(path: Path, state: LoopState, fingerprint: dict) -> None:
     from safetensors.torch import save_file
 
     tensors = {f"param.{name}": value.detach().contiguous().clone() for name, value in state.params.items()}
+    tensors.update({f"kept.{name}": value.contiguous() for name, value in state.kept.get("params", {}).items()})
     tensors["rng.torch"] = state.rng["torch"]
     tensors.update({f"rng.cuda.{i}": value for i, value in enumerate(state.rng["cuda"])})
     tensors["sampler.generator"] = state.sampler["generator"]
@@ -77,6 +79,7 @@ def write_state(path: Path, state: LoopState, fingerprint: dict) -> None:
     info = {"format": FORMAT, "fingerprint": fingerprint, "step": state.step, "history": state.history,
             "per_step": state.per_step, "latest": state.latest, "elapsed_s": state.elapsed_s, "method": state.method,
             "sent_bytes": state.sent_bytes, "check_pending": state.check_pending, "optimizer": optimizer,
+            "kept_step": state.kept.get("step"),
             "sampler": {"position": state.sampler["position"], "digest": state.sampler["digest"]},
             "rng": {"numpy": state.rng["numpy"], "python": state.rng["python"], "cuda": len(state.rng["cuda"])}}
     save_file(tensors, str(path), metadata={"orthograd.resume": json.dumps(info)})
@@ -105,5 +108,8 @@ def read_state(path: Path) -> tuple[LoopState, dict]:
         rng={"torch": tensors["rng.torch"], "cuda": [tensors[f"rng.cuda.{i}"] for i in range(info["rng"]["cuda"])],
              "numpy": info["rng"]["numpy"], "python": info["rng"]["python"]},
         history=info["history"], per_step=info["per_step"], latest=info["latest"], elapsed_s=info["elapsed_s"],
-        method=info["method"], sent_bytes=info["sent_bytes"], check_pending=info["check_pending"])
+        method=info["method"], sent_bytes=info["sent_bytes"], check_pending=info["check_pending"],
+        kept={} if info.get("kept_step") is None else
+        {"step": info["kept_step"], "params": {key.removeprefix("kept."): value for key, value in tensors.items()
+                                               if key.startswith("kept.")}})
     return state, info["fingerprint"]

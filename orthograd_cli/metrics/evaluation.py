@@ -12,6 +12,7 @@ SET_DEFINITIONS = {
     "forget_holdout": "{acc} on the held-out share of the forget set, never used in updates",
     "forget_test": "{acc} on the forgotten group's unseen samples (e.g. the speaker's test recordings)",
     "retain": "{acc} on the retain set",
+    "retain_holdout": "{acc} on the held-out share of the retain set, never used in updates",
     "test": "{acc} on the test set (U_t after unlearning)",
 }
 FORGOTTEN_SETS = ("forget", "forget_holdout", "forget_test")

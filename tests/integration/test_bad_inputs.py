@@ -162,6 +162,10 @@ def compare_args(root: Path, *extra) -> list:
 CASES = [
     ("recipe-unknown-key", lambda r: forget_args(r, None, None, None, "--set", "method.projection.scop=global"), 2,
      "did you mean 'scope'"),
+    ("damage-limit-watches-nothing",
+     lambda r: ["forget", r / "model.safetensors", "--forget", r / "sample/forget.csv", "--retain",
+                r / "sample/retain.csv", "--out", r.parent / "out", "--quiet", "--set", "method.stop.max_damage=0.02",
+                "--set", "method.stop.target_forget_acc=0.5"], 2, "set method.stop.retain_holdout"),
     ("recipe-negative-lr", lambda r: forget_args(r, None, None, None, "--set", "method.lr=-0.1"), 2, "method.lr"),
     ("recipe-alpha-out-of-range", lambda r: forget_args(r, None, None, None, "--set", "method.alpha=2"), 2,
      "method.alpha"),

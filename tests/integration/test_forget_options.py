@@ -181,3 +181,44 @@ def test_lora_skips_grouped_convolutions_and_merges_a_mobilenet():
         adapted = wrapped(images)
         merged = wrapped.merge_and_unload()(images)
     assert float((adapted - merged).abs().max()) <= 1e-4 * float(adapted.abs().max())
+
+
+def damage_run(cli, trained_model, digits, out, *sets):
+    """NegGrad (no retain term) on the digits with a forget target it cannot reach: only the damage limit, if
+    any, ends it early. Returns the exit code and the report."""
+    args = ["forget", trained_model, "--forget", digits / "sample/forget.csv", "--retain",
+            digits / "sample/retain.csv", "--test", digits / "test.csv", "--set", "method.name=neggrad",
+            "--set", "method.lr=0.03", "--set", "method.stop.retain_holdout=0.3", "--set", "method.stop.check_every=1",
+            "--set", "method.stop.target_forget_acc=0", "--out", out, "--quiet", "--json"]
+    for assignment in sets:
+        args += ["--set", assignment]
+    result = cli(*args)
+    return result.code, json.loads(result.out)
+
+
+@pytest.mark.slow
+def test_a_damage_limit_ends_the_run_and_writes_the_last_check_within_it(cli, trained_model, digits, tmp_path):
+    code, report = damage_run(cli, trained_model, digits, tmp_path / "limited", "method.stop.max_damage=0.02",
+                              "method.max_steps=40")
+    assert code == 5 and report["stop_reason"] == "damage_limit" and not report["target_reached"]
+    history, written = report["history"], report["written_step"]
+    assert history[-1]["damage"] > 0.02 and 1 <= written < report["steps"] == history[-1]["step"]
+    row = next(row for row in history if row["step"] == written)
+    assert row["damage"] <= 0.02 and row is history[-2]  # every step is checked: the one before the break
+    # damage: the largest fall below the original on the watched sets, the retain holdout and the test set
+    before = report["metrics"]["before"]
+    for check in history:
+        assert check["damage"] == pytest.approx(max(before["retain_holdout_acc"]["value"] - check["retain_holdout_acc"],
+                                                    before["test_acc"]["value"] - check["test_acc"]), abs=1e-12)
+    # the report's "after" is measured on the written file: the chosen check's scores, not the last one's
+    after = report["metrics"]["after"]
+    for name in ("forget", "test", "retain_holdout"):
+        assert abs(after[f"{name}_acc"]["value"] - row[f"{name}_acc"]) <= 1 / after[f"{name}_acc"]["n"] + 1e-9
+    assert report["written_rule"].startswith("the check that reached the stop target with the least damage")
+    # the written file is what a run stopped at that step writes, to the bit
+    code, short = damage_run(cli, trained_model, digits, tmp_path / "short", f"method.max_steps={written}")
+    assert code == 5 and short["stop_reason"] == "max_steps" and short["written_step"] == written
+    limited, stopped = (load_file(str(tmp_path / name / "model.safetensors")) for name in ("limited", "short"))
+    assert limited.keys() == stopped.keys() and all(torch.equal(limited[k], stopped[k]) for k in limited)
+    base = load_file(str(trained_model))
+    assert any(not torch.equal(base[k], limited[k]) for k in base if base[k].is_floating_point())

@@ -127,3 +127,36 @@ def test_a_speech_run_killed_in_its_state_write_resumes_to_the_same_bytes(cli, a
     assert resumed.code == 0, resumed.err
     assert (tmp_path / "run/model.safetensors").read_bytes() == (tmp_path / "whole/model.safetensors").read_bytes()
     same_run(whole, json.loads(resumed.out))
+
+
+@pytest.mark.slow
+def test_a_run_killed_between_its_chosen_check_and_the_damage_break_writes_that_check_when_resumed(
+        cli, trained_model, digits, tmp_path):
+    """The damage limit's kept check travels in the state: killed after the step past the chosen check, the resumed
+    run breaks the limit at its next check and writes the kept weights, the bytes of a run never stopped."""
+    def args(out):
+        return ["forget", trained_model, "--forget", digits / "sample/forget.csv", "--retain",
+                digits / "sample/retain.csv", "--test", digits / "test.csv", "--set", "method.name=neggrad",
+                "--set", "method.lr=0.03", "--set", "method.stop.target_forget_acc=0", "--set", "method.max_steps=40",
+                "--set", "method.stop.retain_holdout=0.3", "--set", "method.stop.max_damage=0.005",
+                "--set", "method.stop.check_every=3", "--set", "run.checkpoint_every_steps=1", "--set",
+                "eval.mia=false", "--require", "!target_reached", "--json", "--quiet", "--out", out]
+
+    whole = cli(*args(tmp_path / "whole"))
+    assert whole.code == 0, whole.err
+    whole = json.loads(whole.out)
+    steps = whole["steps"]
+    assert whole["stop_reason"] == "damage_limit" and whole["written_step"] == steps - 3 >= 3
+    out = tmp_path / "run"
+    # killed inside the state write after step steps - 1 (none follows the breaking check), the state after
+    # step steps - 2 is left: past the chosen check, before the check that breaks the limit
+    assert killed(args(out), fault=f"kill-in-state-write:{steps - 1}") == steps - 2
+    from orthograd_cli.methods.state import read_state
+
+    state = read_state(next(tmp_path.glob(f".run.tmp-*/{STATE_FILE}")))[0]
+    assert state.kept["step"] == steps - 3 and state.kept["params"].keys() == state.params.keys()
+    resumed = cli(*args(out), "--resume")
+    assert resumed.code == 0, resumed.err
+    assert (out / "model.safetensors").read_bytes() == (tmp_path / "whole" / "model.safetensors").read_bytes()
+    same_run(whole, json.loads(resumed.out))
+    assert json.loads(resumed.out)["written_step"] == steps - 3

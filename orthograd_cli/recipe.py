@@ -106,6 +106,21 @@ class StopSpec(_Section):
                                 "reports what it reached (stop reason time_budget); unset: no budget")
 
 
+class TuneSpec(_Section):
+    """`forget --tune`: a budgeted search on validation splits (jobs/tune.py)."""
+
+    enabled: bool = Field(False, description="search the settings before the run (forget --tune)")
+    budget_runs: int = Field(8, ge=1, description="the most candidate runs (forget --tune-budget N)")
+    budget_minutes: float | None = Field(None, gt=0, description="start no candidate after this many minutes")
+    max_damage: float = Field(0.02, gt=0, le=1, description="a candidate meets the constraints when it reaches the "
+                                                            "stop target with retain_val accuracy at most this far "
+                                                            "below the original's (speech: WER rise)")
+    space: dict[str, list] = Field(
+        default_factory=dict, description="recipe key -> values to try (method.* and lora.* keys, as compare "
+                                          "--sweep); empty: the step length at 2, 1, 1/2 and 1/4 times the "
+                                          "recipe's, with α at the method's default and 0.5 when it has one")
+
+
 class MethodSpec(_Section):
     """Settings every method shares; a method's own settings are the section named after it
     (`method.gdr_gma.gamma`), declared by the method file (see methods/base.py)."""
@@ -124,6 +139,7 @@ class MethodSpec(_Section):
     projection: ProjectionSpec = Field(default_factory=ProjectionSpec)
     per_sample: PerSampleSpec = Field(default_factory=PerSampleSpec)
     stop: StopSpec = Field(default_factory=StopSpec)
+    tune: TuneSpec = Field(default_factory=TuneSpec)
 
     @field_validator("name")
     @classmethod

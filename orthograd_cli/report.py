@@ -121,6 +121,43 @@ class BeforeAfter(_Strict):
     after: Metrics
 
 
+class SweepCandidate(_Strict):
+    setting: dict[str, Any]
+    status: Literal["ok", "failed"]
+    score: float | None = Field(None, description="validation score, lower is better (see jobs/sweep.py)")
+    steps: int | None = None
+    reason: str | None = None
+    metrics: Metrics | None = None
+    stop_reason: str | None = None
+    written_step: int | None = None
+    target_reached: bool | None = Field(None, description="the written check reached the stop target")
+    damage: float | None = Field(None, description="with a damage limit: the largest fall below the original on the "
+                                                   "watched validation set at the last check (what ended a "
+                                                   "damage_limit run)")
+    wall_s: float | None = None
+    met: bool | None = Field(None, description="--tune: the candidate met the constraints")
+    capped_at: int | None = Field(None, description="--tune: the step budget it ran under, that of the cheapest "
+                                                    "candidate met before it (more steps could not win)")
+
+
+class Tuning(_Strict):
+    """`forget --tune`: every candidate tried, and the one the real run used."""
+
+    space: dict[str, list[Any]]
+    order: str = Field(description="the order candidates are tried in")
+    budget_runs: int
+    budget_minutes: float | None = None
+    validation: str = Field(description="how the validation split was carved")
+    constraints: str
+    max_damage: float = Field(description="the damage limit every candidate ran under (method.tune.max_damage)")
+    target_forget_acc: float
+    rule: str = Field(description="how the chosen candidate was picked")
+    chosen: dict[str, Any] | None = Field(description="the setting the real run used; None: the recipe's own")
+    met: bool = Field(description="the chosen candidate met the constraints")
+    candidates: list[SweepCandidate]
+    wall_s: float
+
+
 class ForgetReport(_Report):
     command: Literal["forget"] = "forget"
     method: str
@@ -147,6 +184,7 @@ class ForgetReport(_Report):
     metrics: BeforeAfter
     reference: str | None = Field(None, description="--reference: a model retrained without the forget data")
     reference_metrics: Metrics | None = Field(None, description="the reference model's own metrics on the same sets")
+    tuning: Tuning | None = Field(None, description="--tune: the search that chose the run's setting")
     verdict: Verdict
     diagnostics: dict[str, dict[str, float | int]] = Field(
         description="per-step summaries (first, last, min, median, max) of retain_rank, kept_norm_ratio "
@@ -215,15 +253,6 @@ class CompareRow(_Strict):
     uis: MeanStd
     steps: MeanStd
     wall_s: MeanStd
-
-
-class SweepCandidate(_Strict):
-    setting: dict[str, Any]
-    status: Literal["ok", "failed"]
-    score: float | None = Field(None, description="validation score, lower is better (see jobs/sweep.py)")
-    steps: int | None = None
-    reason: str | None = None
-    metrics: Metrics | None = None
 
 
 class Sweep(_Strict):

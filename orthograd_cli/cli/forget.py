@@ -37,6 +37,12 @@ writes what the uninterrupted run would have written:
 
   orthograd forget model.safetensors -f forget.csv --retain retain.csv -t test.csv --out run/ --resume
 
+A model trained elsewhere? --tune first tries settings on validation splits under a damage limit and
+runs the cheapest that meets it (every candidate is in the report):
+
+  orthograd forget model.safetensors -f forget.csv --retain retain.csv -t test.csv --out run/ --tune
+  --tune-budget 6
+
 Check everything and see the plan (sets, LoRA targets, backend, a peak-memory estimate) without
 running; --probe N times N real steps:
 
@@ -70,6 +76,12 @@ def forget(
     require: options.Require = None,
     reference: options.Reference = None,
     max_minutes: options.MaxMinutes = None,
+    tune: Annotated[bool, typer.Option(
+        "--tune", help="First search the step length and α (or method.tune.space) on validation splits carved from "
+                       "the forget and retain sets, under a damage limit (method.tune.max_damage, default 0.02); "
+                       "the cheapest setting that meets it runs. Same as --set method.tune.enabled=true.")] = False,
+    tune_budget: Annotated[Optional[int], typer.Option(
+        "--tune-budget", min=1, help="The most candidate runs --tune tries (default 8; method.tune.budget_runs).")] = None,
     log_format: options.LogFormat = "auto",
     resume: options.Resume = False,
     dry_run: options.DryRun = False,
@@ -92,7 +104,7 @@ def forget(
     ctx: typer.Context = None,
 ) -> None:
     """Make MODEL forget the --forget samples while keeping what --retain shows (OrthoGrad)."""
-    from orthograd_cli.cli.output import Output, argv_of, exit_on_verdict, metrics_table, verdict_table
+    from orthograd_cli.cli.output import Output, argv_of, exit_on_verdict, metrics_table, tuning_table, verdict_table
     from orthograd_cli.cli.progress import progress
     from orthograd_cli.errors import UsageError
     from orthograd_cli.jobs.forget import run_forget
@@ -107,6 +119,8 @@ def forget(
     quiet = quiet or secondary
     output = Output(as_json=as_json, quiet=quiet, log_format=log_format)
     overrides = (overrides or []) + ([f"method.stop.max_minutes={max_minutes}"] if max_minutes else [])
+    overrides += (["method.tune.enabled=true"] if tune else []) + \
+        ([f"method.tune.budget_runs={tune_budget}"] if tune_budget else [])
     spec, _ = load_recipe(recipe, overrides)
     manifests = {"forget": forget_csv, "retain": retain_csv, "test": test_csv, "forget_test": forget_test_csv}
     extra_outputs = (plot,) if plot else ()
@@ -151,6 +165,8 @@ def forget(
         tradeoff_plot(report, plot)
 
     def human() -> None:
+        if report.tuning is not None:
+            output.table(tuning_table(report.tuning))
         columns = {"before": report.metrics.before, "after": report.metrics.after}
         if report.reference_metrics is not None:
             columns["reference"] = report.reference_metrics

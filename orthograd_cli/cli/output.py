@@ -101,6 +101,30 @@ def metrics_table(title: str, columns: dict[str, dict]):
     return table
 
 
+def tuning_table(tuning):
+    """`forget --tune`: one row per candidate, in the order tried; the chosen one marked."""
+    from rich.table import Table
+
+    from orthograd_cli.jobs.tune import label
+
+    table = Table(title=f"tuning: {len(tuning.candidates)} candidate(s) on the validation split, "
+                        f"{tuning.wall_s:.0f} s; {tuning.constraints}", title_justify="left")
+    for column in ("setting", "steps", "stop", "damage", "met", ""):
+        table.add_column(column, justify="left" if column in ("setting", "stop") else "right")
+    for candidate in tuning.candidates:
+        setting = label(candidate.setting)
+        picked = "← chosen" if candidate.setting == tuning.chosen else ""
+        if candidate.status != "ok":
+            table.add_row(setting, "", "failed", "", "no", picked)
+            continue
+        stop = candidate.stop_reason or ""
+        if stop == "max_steps" and candidate.capped_at == candidate.steps:
+            stop = "capped"  # stopped at the steps of a candidate already met: it could not be cheaper
+        table.add_row(setting, str(candidate.steps), stop, _fmt(candidate.damage),
+                      "yes" if candidate.met else "no", picked)
+    return table
+
+
 def argv_of(ctx) -> list[str]:
     """The command line as given (arguments only), for the report's audit trail."""
     return list(ctx.obj["argv"]) if ctx is not None and isinstance(ctx.obj, dict) else sys.argv[1:]

@@ -7,6 +7,7 @@ the end, so an interrupted or failed run leaves no half-written output.
 from __future__ import annotations
 
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 from orthograd_cli import distributed
@@ -59,6 +60,12 @@ def run_forget(model_path: str, manifests: dict, recipe: Recipe, out_dir: str,
     collective = distributed.start(pick_device(recipe.device))  # None in a single process
     context = RunContext.of(recipe, collective)
     try:
+        tuning = None
+        if recipe.method.tune.enabled:  # the search first: the real run is the chosen setting's
+            check_fits_world(loaded, context.runtime.world_size)
+            tuning, recipe = tuned(loaded, context, proof, observer)
+            loaded = replace(loaded, recipe=recipe)
+            context = RunContext.of(recipe, collective)
         restored = None
         if saved is not None:  # the same run as the interrupted one, or refused before anything changes
             restored = read_saved(saved, fingerprint(loaded, recipe, context.runtime.world_size,
@@ -74,9 +81,20 @@ def run_forget(model_path: str, manifests: dict, recipe: Recipe, out_dir: str,
                             resume=saved, resumable=lambda folder: (folder / STATE_FILE).is_file()) as folder:
             if saved is not None:  # what the interrupted run began to write goes; its state stays
                 clear_except(folder, {STATE_FILE})
-            return forget_into(loaded, context, folder, Path(out_dir), observer, proof, restored)
+            return forget_into(loaded, context, folder, Path(out_dir), observer, proof, restored, tuning)
     finally:
         distributed.stop(collective)
+
+
+def tuned(loaded: Loaded, context: RunContext, proof: Proof, observer) -> tuple:
+    """(the tuning record, the recipe with the chosen setting): jobs/tune.py on the validation splits."""
+    from orthograd_cli.jobs.compare import real_target
+    from orthograd_cli.jobs.sweep import with_setting
+    from orthograd_cli.jobs.tune import tune
+
+    tuning = tune(loaded, context, real_target(loaded, context.recipe, proof), observer)
+    recipe = context.recipe if tuning.chosen is None else with_setting(context.recipe, tuning.chosen)
+    return tuning, recipe
 
 
 def check_forget(model_path: str, manifests: dict, recipe: Recipe, out_dir: str, world_size: int,
@@ -110,6 +128,9 @@ def check_fits_world(loaded: Loaded, world_size: int) -> None:
     if world_size <= 1:
         return
     spec = loaded.recipe.method
+    if spec.tune.enabled:
+        raise UsageError("--tune runs its candidates in one process", "drop --nproc, or tune first and run the "
+                         "report's chosen setting with --set and --nproc")
     if spec.name != "orthograd":
         raise UsageError(f"method.name={spec.name} runs in one process only (--nproc 1); several "
                          "processes run orthograd", "drop --nproc or use method.name=orthograd")
@@ -130,13 +151,13 @@ def output_bytes(loaded: Loaded) -> int:
 
 
 def forget_into(loaded: Loaded, context: RunContext, folder: Path, final: Path, observer: Observer | None = None,
-                proof: Proof | None = None, restored: LoopState | None = None) -> ForgetReport:
+                proof: Proof | None = None, restored: LoopState | None = None, tuning=None) -> ForgetReport:
     """One forget run of `context.recipe` on inputs already loaded and validated, written into `folder` (renamed
     to `final` by the caller); `compare` reuses the loaded inputs (and the scored reference) across runs. The
     provenance's recipe sha256 is the context's, that of the recipe the report holds. `restored`: the state of the
-    interrupted run to continue (jobs/resume.read_saved)."""
+    interrupted run to continue (jobs/resume.read_saved). `tuning`: the search that chose the recipe's setting."""
     proof = proof or Proof.of(context.recipe, None, "forget")
-    report = _forget_into(loaded, context, folder, observer, proof, restored)
+    report = _forget_into(loaded, context, folder, observer, proof, restored, tuning)
     report.outputs = {name: str(final / name) for name in ("model.safetensors", "adapter", CARD_NAME, "report.json")
                       if (folder / name).exists() or name == "report.json"}
     write_report(report, folder / "report.json")
@@ -144,7 +165,7 @@ def forget_into(loaded: Loaded, context: RunContext, folder: Path, final: Path, 
 
 
 def _forget_into(loaded: Loaded, context: RunContext, tmp_dir: Path, observer, proof: Proof,
-                 restored: LoopState | None = None) -> ForgetReport:
+                 restored: LoopState | None = None, tuning=None) -> ForgetReport:
     from orthograd_cli.methods import get_method
     from orthograd_cli.methods.loop import run_unlearning
     from orthograd_cli.methods.sampler import UnlearnSampler
@@ -221,6 +242,9 @@ def _forget_into(loaded: Loaded, context: RunContext, tmp_dir: Path, observer, p
         warnings.append(f"nothing was unlearned: the first check (step {result.history[1]['step']}) already broke the "
                         f"damage limit, so the check before any step was written; the output's weights equal the "
                         "input's")
+    if tuning is not None and not tuning.met:
+        warnings.append("--tune: no candidate met the constraints (" + tuning.constraints + "); the run used "
+                        + (f"the best validation UIS, {tuning.chosen}" if tuning.chosen else "the recipe's setting"))
     target_reached = result.stop_reason in ("target", "already_at_target")
     at_chance = chance_check(after, task, loaded.info)
     if not at_chance[0]:
@@ -249,6 +273,7 @@ def _forget_into(loaded: Loaded, context: RunContext, tmp_dir: Path, observer, p
         metrics=metrics,
         reference=proof.reference_path,
         reference_metrics=reference_metrics,
+        tuning=tuning,
         verdict=verdict,
         diagnostics=result.diagnostics,
         history=result.history,

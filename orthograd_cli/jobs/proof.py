@@ -56,6 +56,13 @@ class Proof:
                 raise UsageError(f"method.stop.max_damage={stop.max_damage:g} watches the retain set's held-out "
                                  "share and the test set, and neither is there",
                                  "set method.stop.retain_holdout (e.g. 0.2) or give --test")
+        if self.gate.command == "forget" and recipe.method.tune.enabled:
+            from orthograd_cli.jobs.tune import search_space
+
+            search_space(recipe)  # its keys, before any model work
+        if self.gate.command == "compare" and recipe.method.tune.enabled:
+            raise UsageError("method.tune.enabled: compare gives every method the same search with --sweep; "
+                             "--tune is forget's", "drop method.tune.enabled and use --sweep KEY=V1,V2")
         if (recipe.eval.mode == "class" or not mode_known) and {"forget", "test"} <= given:
             given.add("forget_test")  # split off the test set (loading.split_test_by_forgotten_classes)
         mode = recipe.eval.mode if mode_known else "sample"  # sample-wise, the test set also serves the MIA

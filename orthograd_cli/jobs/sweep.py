@@ -39,13 +39,18 @@ def parse_sweep(assignments: list[str]) -> dict[str, list]:
         if not key or not raw.strip():
             raise UsageError(f"sweep '{clip(assignment)}': expected KEY=VALUE,VALUE,...",
                              "e.g. method.lr=0.01,0.03,0.1")
-        if not key.startswith(SWEEPABLE) or key == "method.name":
-            raise UsageError(f"sweep '{clip(key)}': a sweep varies method.* and lora.* settings (not the method "
-                             "itself, the task, the data, the evaluation or the seed)",
-                             "compare methods with --methods and seeds with --seeds")
+        check_key(key, "sweep")
         values = [yaml_value(v, f"sweep '{clip(key)}'") for v in raw.split(",") if v.strip()]
         grid[key] = values
     return grid
+
+
+def check_key(key: str, what: str) -> None:
+    """A sweep or a tuning search varies how a method unlearns: method.* and lora.* keys."""
+    if not key.startswith(SWEEPABLE) or key == "method.name" or key.startswith(("method.tune.", "method.stop.")):
+        raise UsageError(f"{what} '{clip(key)}': a search varies method.* and lora.* settings (not the method "
+                         "itself, its stop rule or tuning, the task, the data, the evaluation or the seed)",
+                         "compare methods with --methods and seeds with --seeds")
 
 
 def candidates_for(method: str, grid: dict[str, list]) -> list[dict]:
@@ -101,30 +106,39 @@ def validation_score(report, mode: str, select: str) -> float | None:
     return -metric.value if metric.higher_is_better else metric.value
 
 
+def run_candidate(validation: Loaded, context: RunContext, setting: dict, fixed: dict, folder: Path,
+                  select: str = "uis", observer=None) -> SweepCandidate:
+    """One candidate: a forget run of the context's recipe with `setting` (what is searched) and `fixed` (what
+    every candidate shares: the method, the real run's target, a damage limit) on the validation split, written
+    into `folder`, scored. A candidate the tool refuses or that fails numerically is recorded as failed."""
+    from orthograd_cli.errors import OrthogradError
+    from orthograd_cli.jobs.forget import forget_into
+
+    spec = with_setting(context.recipe, {**fixed, **setting})
+    folder.mkdir(parents=True)
+    try:
+        report = forget_into(validation, context.derive(spec), folder, folder, observer)
+    except OrthogradError as err:
+        return SweepCandidate(setting=setting, status="failed", reason=str(err))
+    return SweepCandidate(setting=setting, status="ok", score=validation_score(report, spec.eval.mode, select),
+                          steps=report.steps, metrics=report.metrics.after, stop_reason=report.stop_reason,
+                          written_step=report.written_step, target_reached=report.target_reached,
+                          damage=report.history[-1].get("damage"), wall_s=report.wall_s)
+
+
 def choose(loaded: Loaded, context: RunContext, methods: list[str], grid: dict[str, list],
            select: str, target: float, observer=None, on_candidate=None) -> dict[str, list[SweepCandidate]]:
     """Every method's candidates on the validation split, scored; the best (lowest score) first. Each candidate
     runs in a context derived from `context`, with its own recipe."""
-    from orthograd_cli.errors import OrthogradError
-    from orthograd_cli.jobs.forget import forget_into
-
-    recipe = context.recipe
-    validation = validation_split(loaded, recipe.seed)
+    validation = validation_split(loaded, context.recipe.seed)
     tried = {}
     with tempfile.TemporaryDirectory(prefix="orthograd-sweep-") as scratch:
         for method in methods:
             tried[method] = []
             for i, setting in enumerate(candidates_for(method, grid)):
-                spec = with_setting(recipe, {"method.name": method, **setting,
-                                             "method.stop.target_forget_acc": target})
-                folder = Path(scratch) / method / str(i)
-                folder.mkdir(parents=True)
-                try:
-                    report = forget_into(validation, context.derive(spec), folder, folder, observer)
-                    candidate = SweepCandidate(setting=setting, status="ok", score=validation_score(
-                        report, recipe.eval.mode, select), steps=report.steps, metrics=report.metrics.after)
-                except OrthogradError as err:
-                    candidate = SweepCandidate(setting=setting, status="failed", reason=str(err))
+                fixed = {"method.name": method, "method.stop.target_forget_acc": target}
+                candidate = run_candidate(validation, context, setting, fixed, Path(scratch) / method / str(i),
+                                          select, observer)
                 tried[method].append(candidate)
                 if on_candidate:
                     on_candidate(method, candidate)

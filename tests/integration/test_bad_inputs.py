@@ -245,6 +245,12 @@ CASES = [
     ("usage-missing-argument", lambda r: ["evaluate"], 2, "Missing argument"),
     ("usage-compare-zero-seeds", lambda r: compare_args(r, "--seeds", "0"), 2, "--seeds"),
     ("usage-compare-no-methods", lambda r: compare_args(r, "--methods", ","), 2, "no method given"),
+    ("usage-compare-tune", lambda r: compare_args(r, "--set", "method.tune.enabled=true"), 2, "use --sweep"),
+    ("usage-tune-with-nproc", lambda r: forget_args(r, None, None, None, "--tune", "--nproc", "2"), 2,
+     "--tune runs its candidates in one process"),
+    ("recipe-tune-space-stop-key",
+     lambda r: forget_args(r, None, None, None, "--tune", "--set", "method.tune.space={method.stop.check_every: [1]}"),
+     2, "a search varies method.* and lora.*"),
     # bad data that used to end as "unexpected"
     ("manifest-malformed-line", lambda r: forget_args(r, None, write(r / "m.csv", "path,label\n" + "x" * 200_000
                                                                           + ",0\n")), 2, "row 2: not a valid CSV line"),

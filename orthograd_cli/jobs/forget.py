@@ -180,9 +180,9 @@ def _forget_into(loaded: Loaded, context: RunContext, tmp_dir: Path, observer, p
     notes = list(loaded.notes)
     retain_batch_size = min(spec.retain_batch_size, len(retain))
     if retain_batch_size < spec.retain_batch_size:  # the paper's small-retain regime: every retain sample, each step
+        whole = "the whole retain set" if updates.retain_holdout is None else "the retain set less its holdout"
         notes.append(f"method.retain_batch_size={spec.retain_batch_size} is larger than the retain set "
-                     f"({len(retain)} samples{' besides its holdout' if updates.retain_holdout is not None else ''}): "
-                     f"k = {retain_batch_size}, every retain sample the updates use, at every step")
+                     f"({len(retain)} samples to update on): k = {retain_batch_size}, {whole}, at every step")
 
     model = loaded.build_model(runtime.device)
     before = measure(model, sets, batch, runtime.device, task, collective)

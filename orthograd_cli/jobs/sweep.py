@@ -45,11 +45,12 @@ def parse_sweep(assignments: list[str]) -> dict[str, list]:
     return grid
 
 
-def check_key(key: str, what: str) -> None:
-    """A sweep or a tuning search varies how a method unlearns: method.* and lora.* keys."""
-    if not key.startswith(SWEEPABLE) or key == "method.name" or key.startswith(("method.tune.", "method.stop.")):
+def check_key(key: str, what: str, fixed: tuple[str, ...] = ("method.tune.",)) -> None:
+    """A sweep or a tuning search varies how a method unlearns: method.* and lora.* keys, less the method itself
+    and the `fixed` sections every candidate shares."""
+    if not key.startswith(SWEEPABLE) or key == "method.name" or key.startswith(fixed):
         raise UsageError(f"{what} '{clip(key)}': a search varies method.* and lora.* settings (not the method "
-                         "itself, its stop rule or tuning, the task, the data, the evaluation or the seed)",
+                         f"itself, {' or '.join(fixed)}*, the task, the data, the evaluation or the seed)",
                          "compare methods with --methods and seeds with --seeds")
 
 
@@ -114,7 +115,7 @@ def run_candidate(validation: Loaded, context: RunContext, setting: dict, fixed:
     from orthograd_cli.errors import OrthogradError
     from orthograd_cli.jobs.forget import forget_into
 
-    spec = with_setting(context.recipe, {**fixed, **setting})
+    spec = with_setting(context.recipe, {**setting, **fixed})
     folder.mkdir(parents=True)
     try:
         report = forget_into(validation, context.derive(spec), folder, folder, observer)

@@ -45,7 +45,7 @@ def search_space(recipe) -> dict[str, list]:
     space = recipe.method.tune.space
     if space:
         for key, values in space.items():
-            sweep.check_key(key, "method.tune.space")
+            sweep.check_key(key, "method.tune.space", fixed=("method.tune.", "method.stop."))
             if not values:
                 raise UsageError(f"method.tune.space '{key}' lists no values", "give at least one value to try")
         return dict(space)

@@ -250,7 +250,7 @@ CASES = [
      "--tune runs its candidates in one process"),
     ("recipe-tune-space-stop-key",
      lambda r: forget_args(r, None, None, None, "--tune", "--set", "method.tune.space={method.stop.check_every: [1]}"),
-     2, "a search varies method.* and lora.*"),
+     2, "not the method itself, method.tune. or method.stop.*"),
     # bad data that used to end as "unexpected"
     ("manifest-malformed-line", lambda r: forget_args(r, None, write(r / "m.csv", "path,label\n" + "x" * 200_000
                                                                           + ",0\n")), 2, "row 2: not a valid CSV line"),

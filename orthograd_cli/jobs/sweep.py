@@ -79,15 +79,14 @@ def _yaml(value) -> str:
 
 
 def validation_split(loaded: Loaded, seed: int) -> Loaded:
-    """forget, retain_fit (as retain) and retain_val (as test), carved from the retain set, seeded."""
-    import torch
+    """forget, retain_fit (as retain) and retain_val (as test), carved from the retain set, seeded: the same draw
+    as a retain holdout of VALIDATION_SHARE (methods/stop.split_holdout)."""
+    from orthograd_cli.methods.stop import split_holdout
 
     retain = loaded.sets["retain"]
     if len(retain) < 2:
         raise UsageError("sweep: the retain set needs at least 2 samples to carve a validation split from")
-    order = torch.randperm(len(retain), generator=torch.Generator().manual_seed(seed + 2))
-    n_val = max(1, round(VALIDATION_SHARE * len(retain)))
-    fit, val = retain.subset(order[n_val:].sort().values), retain.subset(order[:n_val].sort().values)
+    fit, val = split_holdout(retain, VALIDATION_SHARE, seed, "retain")
     sets = {"forget": loaded.sets["forget"], "retain": fit, "test": val}
     return replace(loaded, sets=sets, manifests={name: dataset.manifest for name, dataset in sets.items()}, notes=[])
 

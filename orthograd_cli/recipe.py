@@ -117,8 +117,9 @@ class TuneSpec(_Section):
                                                             "below the original's (speech: WER rise)")
     space: dict[str, list] = Field(
         default_factory=dict, description="recipe key -> values to try (method.* and lora.* keys, as compare "
-                                          "--sweep); empty: the step length at 2, 1, 1/2 and 1/4 times the "
-                                          "recipe's, with α at the method's default and 0.5 when it has one")
+                                          "--sweep); empty: the step length at 1, 1/2, 1/4 and 1/8 times the "
+                                          "recipe's, with α at the recipe's (else the method's default) and "
+                                          "0.5 when the method has one")
 
 
 class MethodSpec(_Section):

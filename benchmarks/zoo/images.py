@@ -17,6 +17,8 @@ import json
 import random
 from pathlib import Path
 
+from benchmarks.zoo import INFO, built_before
+
 IMAGENET = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
 MEMBERS = {
     # torchvision resnet18 on raw pixels in [0, 1] at 24 px, Adam
@@ -139,10 +141,9 @@ def write_manifest(path: Path, rows: list[dict], digits: Path) -> None:
 
 def build(name: str, cache: Path, digits: Path) -> dict:
     """The member built into CACHE/<name>/ (or read back): its files and how a user would call the tool on it."""
-    folder = cache / name
-    info_path = folder / "member.json"
-    if info_path.is_file():
-        return json.loads(info_path.read_text())
+    folder, before = built_before(cache, name)
+    if before is not None:
+        return before
     import time
 
     spec = MEMBERS[name]
@@ -170,5 +171,5 @@ def build(name: str, cache: Path, digits: Path) -> dict:
         "reference_test_acc": accuracy(reference, test_images, test_labels),
         "build_s": round(time.perf_counter() - started, 1),
     }
-    info_path.write_text(json.dumps(info, indent=1))
+    (folder / INFO).write_text(json.dumps(info, indent=1))
     return info

@@ -39,8 +39,9 @@ def corpus_transcripts_and_seconds(manifest: Path) -> tuple[list[str], float]:
     return [row["transcript"] for row in rows], longest
 
 
-def build_tiny_whisper(folder: Path, transcripts: list[str], seconds: float, seed: int = 0):
-    """An untrained WhisperForConditionalGeneration folder whose window holds `seconds` of audio."""
+def build_tiny_whisper(folder: Path, transcripts: list[str], seconds: float, seed: int = 0, sizes: dict = TINY):
+    """An untrained WhisperForConditionalGeneration folder whose window holds `seconds` of audio (`sizes`: config
+    keyword arguments, the demo's by default)."""
     import torch
     import transformers
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -57,13 +58,13 @@ def build_tiny_whisper(folder: Path, transcripts: list[str], seconds: float, see
     tokenizer.set_prefix_tokens(language="en", task="transcribe", predict_timestamps=False)
     ids = dict(zip(SPECIAL_TOKENS, tokenizer.convert_tokens_to_ids(SPECIAL_TOKENS)))
     chunk = math.ceil(seconds)
-    extractor = transformers.WhisperFeatureExtractor(feature_size=TINY["num_mel_bins"], sampling_rate=SAMPLE_RATE,
+    extractor = transformers.WhisperFeatureExtractor(feature_size=sizes["num_mel_bins"], sampling_rate=SAMPLE_RATE,
                                                      chunk_length=chunk)
     end = ids["<|endoftext|>"]
     config = transformers.WhisperConfig(
         vocab_size=len(tokenizer), max_source_positions=extractor.nb_max_frames // 2, pad_token_id=end,
         bos_token_id=end, eos_token_id=end, decoder_start_token_id=ids["<|startoftranscript|>"],
-        suppress_tokens=[], begin_suppress_tokens=[end], **TINY)
+        suppress_tokens=[], begin_suppress_tokens=[end], **sizes)
     torch.manual_seed(seed)
     model = transformers.WhisperForConditionalGeneration(config)
     model.save_pretrained(str(folder))

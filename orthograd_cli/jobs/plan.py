@@ -81,6 +81,10 @@ def plan_run(command: str, model_path: str, manifests: dict, recipe, arch: str |
                   "max_minutes": spec.stop.max_minutes},
         "memory": memory_estimate(loaded, activations, trainable, batch, k),
     })
+    if command == "forget" and recipe.method.tune.enabled:
+        from orthograd_cli.jobs.tune import tune_plan
+
+        plan["tune"] = tune_plan(loaded)
     if command == "compare":
         plan["note"] = (f"compare: {len(methods)} method(s) × {seeds} seed(s), one run after another; the lines "
                         f"above are {methods[0]}'s run")
@@ -232,6 +236,16 @@ def plan_lines(plan: dict) -> list[str]:
                   f"(recipe: {plan['per_sample_backend']['recipe']})",
                   f"steps: at most {plan['steps']['max_steps']}, a check every {plan['steps']['check_every']}"
                   + (f", at most {plan['steps']['max_minutes']:g} min" if plan["steps"]["max_minutes"] else "")]
+    if "tune" in plan:
+        from orthograd_cli.jobs.tune import label
+
+        tune = plan["tune"]
+        minutes = tune["budget_minutes"]
+        budget = f"{tune['budget_runs']} runs" + (f" or {minutes:g} min" if minutes else "")
+        lines.append(f"tune: {len(tune['candidates'])} candidate(s) first (budget {budget}), each on the forget set "
+                     f"with retain_fit {tune['retain_fit']} / retain_val {tune['retain_val']}, damage at most "
+                     f"{tune['max_damage']:g}: " + "; ".join(label(c) for c in tune["candidates"])
+                     + f"; the real run takes {tune['rule']}")
     memory = plan["memory"]
     lines.append(f"peak memory ({memory['kind']}): about {memory['estimate_mib']:,} MiB ("
                  + ", ".join(f"{name} {value:,}" for name, value in memory["parts_mib"].items()) + ")")

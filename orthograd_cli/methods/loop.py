@@ -175,6 +175,14 @@ def run_unlearning(model, params: dict, forget_set, retain_set, sampler: Unlearn
         observer.check(row)
         return stop.reached(row)
 
+    def broke_limit() -> bool:
+        """Whether the last check broke the damage limit, which ends the run."""
+        if stop.within_limit(result.history[-1]):
+            return False
+        result.stop_reason = "damage_limit"
+        result.stop_message = _damaged(stop, result.history[-1], stop.chosen(result.history))
+        return True
+
     def after_step(step: int) -> bool:
         """The check due after `step`, if any, and whether the run ends there."""
         done = stop.due(step) and check(step)
@@ -182,9 +190,7 @@ def run_unlearning(model, params: dict, forget_set, retain_set, sampler: Unlearn
         if done:
             result.stop_reason, result.stop_message = "target", _reached(stop, result.history[-1])
             return True
-        if stop.due(step) and not stop.within_limit(result.history[-1]):
-            result.stop_reason = "damage_limit"
-            result.stop_message = _damaged(stop, result.history[-1], stop.chosen(result.history))
+        if stop.due(step) and broke_limit():
             return True
         if stop.due(step) and over_budget(spec.stop.max_minutes, result.history[-1]):
             result.stop_reason = "time_budget"
@@ -244,9 +250,8 @@ def run_unlearning(model, params: dict, forget_set, retain_set, sampler: Unlearn
                     if check(result.steps):
                         result.stop_reason = "target"
                         result.stop_message = _reached(stop, result.history[-1]) + " at the last step"
-                    elif not stop.within_limit(result.history[-1]):
-                        result.stop_reason = "damage_limit"
-                        result.stop_message = _damaged(stop, result.history[-1], stop.chosen(result.history))
+                    else:
+                        broke_limit()
         read_steps()
         result.written_step = result.steps
         if kept and kept["step"] != result.steps:  # the rule chose an earlier check: its weights are written

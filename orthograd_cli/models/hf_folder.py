@@ -106,6 +106,27 @@ def read_json_if_present(path: Path) -> dict | None:
     return read_json(path) if path.is_file() else None
 
 
+# Where a folder keeps its processor's settings: a feature extractor or image processor saved alone writes
+# preprocessor_config.json; a whole processor saved by transformers 5 (Wav2Vec2Processor.save_pretrained) writes
+# processor_config.json with the settings under the part's name.
+PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
+PROCESSOR_PARTS = ("feature_extractor", "image_processor")
+
+
+def processor_path(folder: Path) -> Path:
+    """The file the folder's processor settings come from (the first of PROCESSOR_FILES, when neither is there)."""
+    return next((folder / name for name in PROCESSOR_FILES if (folder / name).is_file()), folder / PROCESSOR_FILES[0])
+
+
+def read_processor(folder: Path) -> dict | None:
+    """The folder's feature extractor or image processor settings, from either file; None where there are none."""
+    path = processor_path(folder)
+    settings = read_json_if_present(path)
+    if settings is not None and path.name == "processor_config.json":
+        settings = next((settings[part] for part in PROCESSOR_PARTS if isinstance(settings.get(part), dict)), None)
+    return settings
+
+
 # Keys by which a folder's JSON files ask transformers to import Python code shipped in the folder (or a hub repo).
 REMOTE_CODE_KEYS = ("auto_map", "custom_pipelines")
 
@@ -226,7 +247,7 @@ def derived_metadata(folder: Path, config: dict) -> dict[str, str]:
         raise CheckpointError(f"{folder}: '{clip(architecture)}' is not supported", f"supported: {SUPPORTED}")
     from orthograd_cli.tasks import get_task
 
-    processor = read_json_if_present(folder / "preprocessor_config.json")
+    processor = read_processor(folder)
     task = KIND_TASKS[kind]  # the task reads its own processor files (tasks/<task>/folder.py)
     meta = {"arch": f"hf:{architecture}", "task": task, **get_task(task).folder_metadata(folder, config, processor)}
     return {META_PREFIX + key: value for key, value in meta.items()}

@@ -73,10 +73,10 @@ def test_tune_on_the_speech_demo_meets_its_constraints_and_reports_every_candida
     assert result.code == 0, result.err
     report = json.loads(result.out)
     tuning = report["tuning"]
-    # the default space, longest step first, cut to the budget
+    # the default space, the recipe's step first and never longer, cut to the budget
     recipe_lr = 0.2  # wav2vec2_model_espeak_speaker's
-    assert tuning["space"]["method.lr"] == [2 * recipe_lr, recipe_lr, recipe_lr / 2, recipe_lr / 4]
-    assert [c["setting"]["method.lr"] for c in tuning["candidates"]] == [0.4, 0.4, 0.2]
+    assert tuning["space"]["method.lr"] == [recipe_lr, recipe_lr / 2, recipe_lr / 4, recipe_lr / 8]
+    assert [c["setting"]["method.lr"] for c in tuning["candidates"]] == [0.2, 0.2, 0.1]
     for candidate in tuning["candidates"]:
         assert candidate["status"] == "ok"
         assert candidate["metrics"]["test_acc"]["n"] == round(0.2 * rows(forget_voice / "retain.csv"))
@@ -85,3 +85,22 @@ def test_tune_on_the_speech_demo_meets_its_constraints_and_reports_every_candida
     assert chosen["steps"] == min(c["steps"] for c in tuning["candidates"] if c["met"])
     assert report["recipe"]["method"]["lr"] == tuning["chosen"]["method.lr"]
     assert report["target_reached"]
+
+
+def test_a_dry_run_shows_the_search_it_would_run(cli, trained_model, digits, tmp_path):
+    folder = digits / f"class{FORGET_CLASS}"
+    args = ["forget", trained_model, "--forget", folder / "forget.csv", "--retain", folder / "retain.csv", "--test",
+            digits / "test.csv", "--recipe", "resnet18_digits_class", "--tune", "--tune-budget", "3", "--out",
+            tmp_path / "run", "--dry-run"]
+    planned = cli(*args, "--json")
+    assert planned.code == 0, planned.err
+    tune = json.loads(planned.out)["tune"]
+    # the recipe's lr 0.1 and α 0.5: its step first, then half and a quarter of it; α the recipe's, which is the
+    # space's other α too (README, "Tuning for your model")
+    assert tune["candidates"] == [{"method.lr": 0.1, "method.alpha": 0.5}, {"method.lr": 0.05, "method.alpha": 0.5},
+                                  {"method.lr": 0.025, "method.alpha": 0.5}]
+    assert tune["retain_val"] == round(0.2 * rows(folder / "retain.csv"))
+    assert tune["retain_fit"] + tune["retain_val"] == rows(folder / "retain.csv")
+    shown = cli(*args)
+    assert shown.code == 0 and "tune: 3 candidate(s)" in shown.out and "lr=0.025, alpha=0.5" in shown.out
+    assert not list(tmp_path.iterdir())  # nothing written

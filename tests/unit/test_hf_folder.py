@@ -193,6 +193,32 @@ def test_malformed_speech_folder_settings_are_checkpoint_errors(tmp_path, file, 
         read_checkpoint(tmp_path / "w2v")
 
 
+@pytest.mark.parametrize("do_normalize", [True, False])
+def test_a_processor_saved_whole_reads_as_its_feature_extractor_file(tmp_path, do_normalize):
+    """transformers 5 saves Wav2Vec2Processor's settings in processor_config.json, not preprocessor_config.json."""
+    import transformers
+
+    from orthograd_cli.data.speech import vocabulary
+
+    separate, whole = tmp_path / "separate", tmp_path / "whole"
+    tiny_wav2vec2(separate, vocabulary(), do_normalize=do_normalize)
+    shutil.copytree(separate, whole)
+    (whole / "preprocessor_config.json").unlink()
+    processor = transformers.Wav2Vec2Processor(
+        feature_extractor=transformers.Wav2Vec2FeatureExtractor.from_pretrained(str(separate)),
+        tokenizer=transformers.Wav2Vec2CTCTokenizer.from_pretrained(str(separate)))
+    processor.save_pretrained(str(whole))
+    assert not (whole / "preprocessor_config.json").exists(), "this transformers writes the old file: test moot"
+    saved = json.loads((whole / "processor_config.json").read_text())["feature_extractor"]
+    assert saved["do_normalize"] is do_normalize
+    read = read_checkpoint(whole)
+    assert read.metadata == read_checkpoint(separate).metadata
+    assert json.loads(read.metadata["orthograd.data"]) == {"audio_normalize": "utterance" if do_normalize else "none"}
+    edit_json(whole / "processor_config.json", feature_extractor={**saved, "sampling_rate": 0})
+    with pytest.raises(CheckpointError, match=r"processor_config.json: 'sampling_rate' is 0"):
+        read_checkpoint(whole)
+
+
 def test_a_metadata_entry_that_is_not_a_number_is_a_checkpoint_error(trained_model, tmp_path, cli):
     from orthograd_cli.models.checkpoint import save_checkpoint
 

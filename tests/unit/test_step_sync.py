@@ -55,7 +55,7 @@ def reads_outside_checks(monkeypatch) -> list[str]:
     ["method.projection.scope=global"],
     ["method.per_sample.backend=gram", "method.projection.scope=global"],
     ["method.name=neggrad_plus"],
-    ["method.name=gdr_gma"],
+    ["method.name=gdr_gma", "method.alpha=null"],  # the recipe's α is OrthoGrad's; GDR-GMA has none
 ], ids=["default", "global", "gram-backend", "neggrad_plus", "gdr_gma"])
 def test_a_step_reads_nothing_back_from_the_device(monkeypatch, cli, tmp_path, trained_model, digits, settings):
     folder = digits / f"class{FORGET_CLASS}"

@@ -8,20 +8,20 @@ import json
 from pathlib import Path
 
 from orthograd_cli.errors import CheckpointError
-from orthograd_cli.models.hf_folder import read_json, read_json_if_present, whole
+from orthograd_cli.models.hf_folder import processor_path, read_json, read_json_if_present, whole
 
 
 def folder_metadata(folder: Path, config: dict, processor: dict | None) -> dict[str, str]:
     if processor is None:
-        raise CheckpointError(f"{folder}: no preprocessor_config.json, so the sampling rate and the waveform "
-                              "normalisation are unknown", "save the model's processor into the folder "
+        raise CheckpointError(f"{folder}: no preprocessor_config.json or processor_config.json, so the sampling "
+                              "rate and the waveform normalisation are unknown", "save the model's processor into the folder "
                               "(processor.save_pretrained(folder))")
     vocabulary = ctc_vocabulary(folder, config)
     head = config.get("vocab_size")
     if isinstance(head, int) and len(vocabulary) > head:  # ids past the head would have no logit
         raise CheckpointError(f"{folder / 'vocab.json'}: {len(vocabulary)} tokens, but the model's head has "
                               f"{head} outputs (config.json vocab_size)", "use the tokenizer the model was trained with")
-    path = folder / "preprocessor_config.json"
+    path = processor_path(folder)
     return {"vocab": json.dumps(vocabulary), "sample_rate": str(whole(processor, "sampling_rate", path, 16_000)),
             "data": json.dumps({"audio_normalize": "utterance" if processor.get("do_normalize", True) else "none"})}
 

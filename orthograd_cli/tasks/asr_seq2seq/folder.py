@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from orthograd_cli.errors import CheckpointError
-from orthograd_cli.models.hf_folder import CONFIG, read_json_if_present, whole
+from orthograd_cli.models.hf_folder import CONFIG, processor_path, read_json_if_present, whole
 
 
 def folder_metadata(folder: Path, config: dict, processor: dict | None) -> dict[str, str]:
@@ -22,7 +22,7 @@ def folder_metadata(folder: Path, config: dict, processor: dict | None) -> dict[
                               "feature_size and chunk_length)", "save the processor into the folder "
                               "(WhisperProcessor.save_pretrained(folder))")
     generation = read_json_if_present(folder / "generation_config.json") or {}
-    path = folder / "preprocessor_config.json"
+    path = processor_path(folder)
     for key in ("feature_size", "chunk_length", "hop_length", "n_fft"):
         if key in processor:
             whole(processor, key, path)

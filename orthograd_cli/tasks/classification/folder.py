@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from orthograd_cli.errors import CheckpointError, clip
-from orthograd_cli.models.hf_folder import CONFIG, numbers, share, whole
+from orthograd_cli.models.hf_folder import CONFIG, numbers, processor_path, share, whole
 
 
 def folder_metadata(folder: Path, config: dict, processor: dict | None) -> dict[str, str]:
@@ -29,12 +29,12 @@ def image_preprocessing(folder: Path, processor: dict | None, config: dict) -> d
     """The recipe `data` keys that reproduce the image processor: squash to a fixed size, or resize the
     shorter side and centre-crop; its mean and std."""
     if processor is None:
-        raise CheckpointError(f"{folder}: no preprocessor_config.json, so the image size and normalisation are "
-                              "unknown", "save the image processor into the folder, or set data.* in the recipe")
+        raise CheckpointError(f"{folder}: no preprocessor_config.json or processor_config.json, so the image "
+                              "size and normalisation are unknown", "save the image processor into the folder, or set data.* in the recipe")
     if processor.get("do_rescale") is False:
-        raise CheckpointError(f"{folder / 'preprocessor_config.json'}: do_rescale is false (pixels in 0..255), "
+        raise CheckpointError(f"{processor_path(folder)}: do_rescale is false (pixels in 0..255), "
                               "which orthograd does not reproduce", "use a model trained on pixels scaled to 0..1")
-    path = folder / "preprocessor_config.json"
+    path = processor_path(folder)
     data: dict = {"channels": whole(config, "num_channels", folder / CONFIG, 3)}
     size = processor.get("size") or {}
     if isinstance(size, int) and not isinstance(size, bool):

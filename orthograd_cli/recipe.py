@@ -191,8 +191,8 @@ class MethodSpec(_Section):
         info = METHODS.get(self.name)
         if self.alpha is not None and info is not None and info.default_alpha is None:
             with_alpha = ", ".join(name for name, method in METHODS.items() if method.default_alpha is not None)
-            raise ValueError(f"method {self.name} has no retain weight α, so alpha would be ignored: leave it unset "
-                             f"(methods with α: {with_alpha})")
+            raise ValueError(f"method {self.name} has no retain weight α, so alpha would be ignored: leave it unset, "
+                             f"or --set method.alpha=null over a recipe that gives one (methods with α: {with_alpha})")
         return self
 
     @model_serializer(mode="wrap")

@@ -75,9 +75,7 @@ def optuna_search(loaded, context, target: float, budget: int, seed: int):
 
 
 def with_budget(recipe, budget: int):
-    from orthograd_cli.jobs.sweep import with_setting
-
-    return with_setting(recipe, {"method.tune.enabled": True, "method.tune.budget_runs": budget})
+    return sweep.with_setting(recipe, {"method.tune.enabled": True, "method.tune.budget_runs": budget})
 
 
 def real_run(loaded, context, setting: dict) -> dict:

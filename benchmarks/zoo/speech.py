@@ -268,7 +268,8 @@ def whisper_wer(model, extractor, tokenizer, rows: list[dict]) -> float:
     return errors / sum(len(row["transcript"].split()) for row in rows)
 
 
-def build_whisper(spec: dict, folder: Path, train_rows: list[dict], corpus: Path) -> Path:
+def build_whisper(spec: dict, folder: Path, train_rows: list[dict], corpus: Path) -> tuple:
+    """The trained Whisper saved as `folder`, and (model, extractor, tokenizer) as trained, for scoring."""
     from orthograd_cli.jobs.demo_whisper import TINY, build_tiny_whisper, corpus_transcripts_and_seconds
     from orthograd_cli.tasks.asr_seq2seq import quiet_transformers
 
@@ -282,7 +283,7 @@ def build_whisper(spec: dict, folder: Path, train_rows: list[dict], corpus: Path
         generation = (folder / "generation_config.json").read_bytes()
         model.save_pretrained(str(folder))
     (folder / "generation_config.json").write_bytes(generation)  # the published-style one, with its tables
-    return folder
+    return folder, model, extractor, tokenizer
 
 
 # --- the member --------------------------------------------------------------------------------------------
@@ -303,12 +304,7 @@ def train_role(spec: dict, folder: Path, role: str, rows: list[dict], scored: di
         seeded = {**spec, "seed": spec["seed"] + 100 * attempt}
         seeds.append(seeded["seed"])
         if spec["kind"] == "whisper":
-            import transformers
-
-            path = build_whisper(seeded, folder / role, rows, corpus)
-            model = transformers.WhisperForConditionalGeneration.from_pretrained(str(path)).eval()
-            extractor = transformers.WhisperFeatureExtractor.from_pretrained(str(path))
-            tokenizer = transformers.WhisperTokenizer.from_pretrained(str(path))
+            path, model, extractor, tokenizer = build_whisper(seeded, folder / role, rows, corpus)
             scores = {name: whisper_wer(model, extractor, tokenizer, rows) for name, rows in scored.items()}
         else:
             vocab = ctc_vocab(spec)

@@ -232,6 +232,13 @@ class EvalSpec(_Section):
     require_better_than_chance: bool = Field(
         True, description="forget/compare: stop before unlearning when the original model is at chance on the "
                           "retain or test set (wrong preprocessing, vocabulary or checkpoint)")
+    max_test_drop: float | None = Field(
+        None, ge=0, le=1, description="the built-in check test_kept: the most the test accuracy may fall below the "
+                                      "original model's before the command exits 5; unset: the task's (0.02; "
+                                      "speech: 0.03 of word accuracy, a WER rise of 0.03)")
+
+    def test_drop_allowed(self, task) -> float:
+        return self.max_test_drop if self.max_test_drop is not None else task.max_test_drop
 
 
 class RunSpec(_Section):
@@ -263,8 +270,9 @@ class Recipe(_Section):
                           "bytes; the report says whether every kernel was deterministic")
     require: list[str] = Field(
         default_factory=list, description="requirements the output must meet, as for --require (e.g. "
-                                          "forget_acc<=0.05); the built-in checks target_reached and not_at_chance "
-                                          "hold unless dropped with !target_reached / !not_at_chance")
+                                          "forget_acc<=0.05); the built-in checks target_reached, not_at_chance and "
+                                          "test_kept hold unless dropped with !target_reached / !not_at_chance / "
+                                          "!test_kept")
 
     @model_validator(mode="after")
     def _vmap_runs_in_float32(self) -> "Recipe":

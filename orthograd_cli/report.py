@@ -91,7 +91,7 @@ class Requirement(_Strict):
     """One requirement of the gate and what the run showed."""
 
     requirement: str = Field(description="as written: an expression such as forget_acc<=0.05, or a built-in check "
-                                         "(target_reached, not_at_chance)")
+                                         "(target_reached, not_at_chance, test_kept)")
     passed: bool
     value: float | None = Field(None, description="the left-hand side as measured (None: not measured)")
     threshold: float | None = Field(None, description="the right-hand side as measured")

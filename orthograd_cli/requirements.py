@@ -1,7 +1,7 @@
 """The gate: requirements a run's output must meet before a pipeline may ship it, and the verdict.
 
-A requirement is a built-in check (`target_reached`, `not_at_chance`) or a comparison of a report
-metric with a number or another metric, read with a small grammar (never `eval`):
+A requirement is a built-in check (`target_reached`, `not_at_chance`, `test_kept`) or a comparison of a
+report metric with a number or another metric, read with a small grammar (never `eval`):
 
     requirement := NAME OP NUMBER | NAME OP NAME [(+|-) NUMBER] | CHECK | !CHECK
     NAME        := metric ["." field]          e.g. forget_acc, forget_loss_ks.p, original_test_acc
@@ -26,6 +26,8 @@ EXIT_NOT_MET = 5  # the documented exit code of a completed command whose output
 CHECKS = {
     "target_reached": "the run ended at or under its stop target (forget)",
     "not_at_chance": "the output is better than chance on the retain and test sets",
+    "test_kept": "the test accuracy fell at most eval.max_test_drop below the original model's (no test set or "
+                 "original model: not applicable)",
 }
 RUN_ONLY_CHECKS = ("target_reached",)  # need a forget run; evaluate measures a model that exists
 

@@ -26,7 +26,7 @@ Methods:
 {methods}
 
 Each run must meet the requirements (the recipe's require list, --require, and the built-in
-target_reached and not_at_chance); a method passes when all its runs do. Exit 0 when at least one
+target_reached, not_at_chance and test_kept); a method passes when all its runs do. Exit 0 when at least one
 method passes, 5 when none does:
 
   orthograd compare model.safetensors -f forget.csv --retain retain.csv -t test.csv --seeds 3

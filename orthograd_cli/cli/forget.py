@@ -58,8 +58,10 @@ Prove it (exit 5 when a requirement fails; the outputs are written either way):
   --reference retrained.safetensors --require 'forget_loss_ks.p>=0.05'
   --require 'test_acc>=original_test_acc-0.02'
 
-By default a run must reach its stop target (target_reached) and stay better than chance on the
-retain and test sets (not_at_chance); --require '!target_reached' drops a built-in check.
+By default a run must reach its stop target (target_reached), stay better than chance on the
+retain and test sets (not_at_chance) and keep its test accuracy within eval.max_test_drop (0.02;
+speech: a WER rise of 0.03) of the original's (test_kept); --require '!target_reached' drops a built-in
+check.
 
 Writes run/model.safetensors (merged), run/adapter/ (peft LoRA adapter), run/README.md (model card)
 and run/report.json.

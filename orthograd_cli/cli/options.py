@@ -16,7 +16,8 @@ Test = Annotated[Optional[str], typer.Option("--test", "-t", help="CSV manifest 
 Require = Annotated[Optional[list[str]], typer.Option(
     "--require", help="A requirement the output must meet, e.g. 'forget_acc<=0.05', "
                       "'test_acc>=original_test_acc-0.02', 'forget_loss_ks.p>=0.05' (repeatable); exit 5 when one "
-                      "fails. Built-in: target_reached, not_at_chance; drop one with '!target_reached'.")]
+                      "fails. Built-in: target_reached, not_at_chance, test_kept; drop one with "
+                      "'!target_reached'.")]
 Reference = Annotated[Optional[str], typer.Option(
     "--reference", help="A model retrained without the forget data (same architecture): adds the metrics that "
                         "compare with it (forget_loss_ks, forget_loss_emd, privleak, tow, avg_gap).")]

@@ -14,7 +14,7 @@ from orthograd_cli.models.registry import load_model
 from orthograd_cli.recipe import Recipe
 from orthograd_cli.outputs import check_not_an_input, check_output_file
 from orthograd_cli.report import Audit, EvaluateReport, Metrics, provenance, write_report
-from orthograd_cli.jobs.proof import Proof, chance_check
+from orthograd_cli.jobs.proof import Proof, chance_check, kept_check
 from orthograd_cli.metrics.reference import add_reference_metrics
 from orthograd_cli.context import RunContext
 
@@ -71,8 +71,14 @@ def run_evaluate(model_path: str, manifests: dict, recipe: Recipe, original_path
                                                      [f"the model is {at_chance[1]}: {task.chance_hint}"]),
         original_metrics=original_metrics, reference=reference_path, reference_metrics=reference_metrics,
         gap_to_reference=gaps,
-        verdict=proof.gate.verdict(metrics, original_metrics, reference_metrics, checks={"not_at_chance": at_chance},
+        verdict=proof.gate.verdict(metrics, original_metrics, reference_metrics,
+                                   checks={"not_at_chance": at_chance, "test_kept": kept_check(
+                                       metrics, original_metrics, recipe.eval.test_drop_allowed(task))},
                                    hints={"not_at_chance": f"{task.chance_hint}; --require '!not_at_chance' accepts it",
+                                          "test_kept": "the test accuracy fell more than eval.max_test_drop "
+                                                       f"({recipe.eval.test_drop_allowed(task):g}) below the "
+                                                       "original's; "
+                                                       "--require '!test_kept' accepts it",
                                           "comparison": "the report is written for inspection"}),
         audit=Audit(command_line=proof.command_line, data_sha256=loaded.data_sha256),
         provenance=provenance(runtime.device, recipe.seed, model=loaded.checkpoint.sha256,

@@ -25,7 +25,8 @@ from orthograd_cli.recipe import Recipe, preprocessing_metadata
 from orthograd_cli.card import CARD_NAME, card_text, write_card
 from orthograd_cli.jobs.resume import STATE_FILE, Checkpointer, find_resumable, fingerprint, read_saved
 from orthograd_cli.methods.state import LoopState
-from orthograd_cli.jobs.proof import CHANCE_HINT, COMPARISON_HINT, Proof, chance_check, target_hint
+from orthograd_cli.jobs.proof import (CHANCE_HINT, COMPARISON_HINT, KEPT_HINT, Proof, chance_check, kept_check,
+                                     target_hint)
 from orthograd_cli.metrics.reference import add_reference_metrics
 from orthograd_cli.report import Audit, BeforeAfter, ForgetReport, provenance, provenance_metadata, write_report
 from orthograd_cli.runtime import pick_device
@@ -195,7 +196,7 @@ def _forget_into(loaded: Loaded, context: RunContext, tmp_dir: Path, observer, p
                              recipe.seed)
     watched = watched_for_damage(sets) if spec.stop.max_damage is not None else []
     if "test" in watched:
-        notes.append(f"method.stop.max_damage: the test set's accuracy decided which step was written, so the test "
+        notes.append("method.stop.max_damage: the test set's accuracy decided which step was written, so the test "
                      "set no longer measures the output independently (a retain holdout alone keeps it out)")
     stop = StopRule(target, spec.stop.check_every, holdout or sets["forget"],
                     lambda m, dataset: score(task, m, dataset, batch, runtime.device, collective),
@@ -251,9 +252,11 @@ def _forget_into(loaded: Loaded, context: RunContext, tmp_dir: Path, observer, p
         warnings.append(f"the unlearned model is {at_chance[1]}: unlearning destroyed what it knew")
     verdict = proof.gate.verdict(
         metrics.after, metrics.before, reference_metrics,
-        checks={"target_reached": (target_reached, result.stop_message), "not_at_chance": at_chance},
-        hints={"target_reached": target_hint(result.stop_reason, spec),
-               "not_at_chance": CHANCE_HINT, "comparison": COMPARISON_HINT})
+        checks={"target_reached": (target_reached, result.stop_message), "not_at_chance": at_chance,
+                "test_kept": kept_check(metrics.after, metrics.before, recipe.eval.test_drop_allowed(task))},
+        hints={"target_reached": target_hint(result.stop_reason, spec), "not_at_chance": CHANCE_HINT,
+               "test_kept": KEPT_HINT.format(max_drop=recipe.eval.test_drop_allowed(task), lr=spec.lr),
+               "comparison": COMPARISON_HINT})
     report = ForgetReport(
         method=spec.name,
         task=task.name,

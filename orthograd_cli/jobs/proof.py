@@ -23,6 +23,9 @@ DAMAGE_HINT = ("the damage limit ended the run before its stop target, and the l
                "(method.stop.max_damage, now {max_damage:g}); --require '!target_reached' accepts the written model")
 CHANCE_HINT = ("the output is at chance: lower method.lr, or keep more of the model with a larger retain weight "
                "(method.alpha) or retain batch (method.retain_batch_size); --require '!not_at_chance' accepts it")
+KEPT_HINT = ("the rest of the model lost more than eval.max_test_drop allows (now {max_drop:g}): lower method.lr (now "
+             "{lr}) or let `forget --tune` choose, or watch the damage while unlearning (method.stop.max_damage); "
+             "raise eval.max_test_drop, or --require '!test_kept', to accept it")
 COMPARISON_HINT = "the outputs are written for inspection; change the recipe (method.lr, method.max_steps, " \
                   "method.alpha) or the requirement"
 
@@ -106,6 +109,17 @@ def chance_check(results: dict, task, info) -> tuple[bool, str]:
         return False, "at chance " + "; ".join(problems)
     checked = [name for name in ("retain", "test") if name in results]
     return True, f"better than chance on {', '.join(checked)}" if checked else "no retain or test set to check"
+
+
+def kept_check(after: dict, before: dict | None, max_drop: float) -> tuple[bool, str]:
+    """The built-in test_kept check: the test accuracy (`test_acc`; speech: word accuracy) after, against the
+    original model's. Not applicable without a test set or an original model to compare with."""
+    kept, original = after.get("test_acc"), (before or {}).get("test_acc")
+    if kept is None or original is None or kept.value is None or original.value is None:
+        return True, "not applicable (no test set, or no original model to compare with)"
+    drop = original.value - kept.value
+    detail = f"test accuracy {original.value:.4f} -> {kept.value:.4f} (fell {drop:.4f}; allowed {max_drop:g})"
+    return drop <= max_drop + 1e-9, detail  # accuracies are ratios of counts: a fall of exactly the limit is within
 
 
 def target_hint(stop_reason: str, spec) -> str:

@@ -40,6 +40,7 @@ class Task:
     name: str = ""
     columns: tuple[str, ...] = ()  # required manifest columns (an `id` column is always allowed)
     accuracy_name: str = "accuracy"  # what `*_acc` means in reports
+    max_test_drop: float = 0.02  # test_kept's default: how far `test_acc` may fall below the original's
     extra_metrics: dict[str, ExtraMetric] = {}  # keys of SetResult.extra, e.g. {"wer": ...}
     # membership attacks beyond the loss-based ones every task has: name -> what a sample's statistic is (keys of
     # SetResult.attacks; reported as mia_<name>_auc, forget set against its unseen counterpart)

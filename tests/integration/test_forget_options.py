@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -114,17 +115,21 @@ def test_bf16_passes_forget_a_class_like_float32(cli, trained_model, digits, tmp
     assert after["test_acc"]["value"] >= before["test_acc"]["value"] - 0.02
 
 
-def test_a_model_at_chance_is_refused_before_unlearning(cli, digits, tmp_path):
-    """An untrained network (what a wrong checkpoint or wrong preprocessing looks like) has nothing to forget: an
-    error naming the cause, no output; evaluate says so as a warning; the key lets a benchmark run anyway."""
+def untrained_resnet(path: Path) -> Path:
     import torchvision
 
     from orthograd_cli.models.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
-    model = tmp_path / "untrained.safetensors"
-    save_checkpoint(torchvision.models.resnet18(num_classes=10).state_dict(), model,
+    save_checkpoint(torchvision.models.resnet18(num_classes=10).state_dict(), path,
                     {"orthograd.arch": "resnet18", "orthograd.num_classes": "10"})
+    return path
+
+
+def test_a_model_at_chance_is_refused_before_unlearning(cli, digits, tmp_path):
+    """An untrained network (what a wrong checkpoint or wrong preprocessing looks like) has nothing to forget: an
+    error naming the cause, no output; evaluate says so as a warning; the key lets a benchmark run anyway."""
+    model = untrained_resnet(tmp_path / "untrained.safetensors")
     args = ["forget", model, "--forget", digits / "sample/forget.csv", "--retain", digits / "sample/retain.csv",
             "--test", digits / "test.csv", "--set", "method.max_steps=1",
             "--require", "!target_reached", "--out", tmp_path / "run", "--quiet"]
@@ -138,9 +143,31 @@ def test_a_model_at_chance_is_refused_before_unlearning(cli, digits, tmp_path):
     forced = cli(*args, "--set", "eval.require_better_than_chance=false", "--json")
     assert forced.code == 5 and "requirement not met: not_at_chance" in forced.err  # the output is at chance too
     assert (tmp_path / "run" / "model.safetensors").exists()
-    forced = cli(*args, "--set", "eval.require_better_than_chance=false", "--require", "!not_at_chance", "--json",
-                 "--out", tmp_path / "accepted")
+    # a model at chance has no test accuracy worth keeping: whatever one step does to it is accepted too
+    forced = cli(*args, "--set", "eval.require_better_than_chance=false", "--require", "!not_at_chance",
+                 "--require", "!test_kept", "--json", "--out", tmp_path / "accepted")
     assert forced.code == 0, forced.err
+
+
+def test_a_model_that_lost_its_test_accuracy_fails_test_kept(cli, trained_model, digits, tmp_path):
+    """evaluate --original: an untrained resnet measured against the trained one has lost most of the test
+    accuracy, and the built-in test_kept check says so (exit 5, both numbers on stderr); with no original model
+    it does not apply, and a recipe that allows the fall accepts it."""
+    model = untrained_resnet(tmp_path / "untrained.safetensors")
+    args = ["evaluate", model, "--test", digits / "test.csv", "--require", "!not_at_chance", "--json", "--quiet"]
+    failed = cli(*args, "--original", trained_model)
+    assert failed.code == 5 and "requirement not met: test_kept" in failed.err, failed.err
+    report = json.loads(failed.out)
+    kept = next(row for row in report["verdict"]["requirements"] if row["requirement"] == "test_kept")
+    before, after = report["original_metrics"]["test_acc"]["value"], report["metrics"]["test_acc"]["value"]
+    assert before > 0.9 and after < 0.3  # trained on the digits; untrained: near chance (0.1)
+    assert f"{before:.4f} -> {after:.4f}" in kept["detail"] and "allowed 0.02" in kept["detail"]
+    alone = cli(*args)
+    assert alone.code == 0, alone.err
+    assert "not applicable" in next(row["detail"] for row in json.loads(alone.out)["verdict"]["requirements"]
+                                    if row["requirement"] == "test_kept")
+    allowed = cli(*args, "--original", trained_model, "--set", "eval.max_test_drop=1")
+    assert allowed.code == 0, allowed.err
 
 
 def test_zero_steps_is_a_warning_not_a_quiet_success(cli, trained_model, digits, tmp_path):

@@ -81,7 +81,7 @@ def test_a_run_that_stops_short_fails_the_gate_and_says_what_to_change(cli, trai
     report = json.loads(accepted.out)
     assert report["verdict"]["passed"] and report["stop_reason"] == "max_steps"
     assert [row["requirement"] for row in report["verdict"]["requirements"]] == [
-        "not_at_chance", "test_acc>=original_test_acc-0.5", "forget_loss_emd<=original_forget_loss_emd"]
+        "not_at_chance", "test_kept", "test_acc>=original_test_acc-0.5", "forget_loss_emd<=original_forget_loss_emd"]
     # with --reference: the reference's own metrics, and the comparisons before (the original) and after
     assert report["reference_metrics"]["forget_acc"]["value"] == 0.0
     for side in ("before", "after"):
@@ -97,7 +97,8 @@ def test_a_run_that_stops_short_fails_the_gate_and_says_what_to_change(cli, trai
     assert "forget_acc<=2" in shown.out and "pass" in shown.out and "FAIL" in shown.out and "class-wise" in shown.out
     written = json.loads((tmp_path / "evaluate.json").read_text())
     assert written["verdict"]["passed"] is False and written["mode"] == "class"
-    assert [row["passed"] for row in written["verdict"]["requirements"]] == [True, True, False]
+    assert [row["passed"] for row in written["verdict"]["requirements"]] == [True, True, True, False]
+    assert "not applicable" in written["verdict"]["requirements"][1]["detail"]  # test_kept: no --original
 
 
 @pytest.mark.parametrize("command", ["forget", "evaluate", "compare"])
@@ -145,7 +146,8 @@ def test_the_model_card_loads_back_and_ties_the_output_to_its_inputs(class_run, 
     assert data["metrics"]["after"]["forget_acc"] == report["metrics"]["after"]["forget_acc"]["value"]
     assert data["metrics"]["before"]["test_acc"] == report["metrics"]["before"]["test_acc"]["value"]
     assert data["verdict"]["passed"] is True and data["target_reached"] is True
-    assert [r["requirement"] for r in data["verdict"]["requirements"]] == ["target_reached", "not_at_chance"]
+    assert [r["requirement"] for r in data["verdict"]["requirements"]] == ["target_reached", "not_at_chance",
+                                                                               "test_kept"]
     assert data["versions"]["torch"] == report["provenance"]["torch"]
     assert data["command_line"][0] == "forget" and "<path>" in data["command_line"]
     assert report["audit"]["command_line"][0] == "forget" and str(forget_csv) in report["audit"]["command_line"]
@@ -176,9 +178,10 @@ def test_compare_never_calls_a_method_that_leaves_the_model_at_chance_ok(cli, tr
     wrecked = report["runs"]["neggrad"][0]
     assert wrecked["metrics"]["test_acc"]["value"] < 0.2  # 10 classes: chance is 0.1
     assert wrecked["status"] == "not_met"
-    assert [r["requirement"] for r in wrecked["verdict"]["requirements"] if not r["passed"]] == ["not_at_chance"]
+    failed = [r["requirement"] for r in wrecked["verdict"]["requirements"] if not r["passed"]]
+    assert failed == ["not_at_chance", "test_kept"]  # at chance, and far below the original's test accuracy
     assert report["runs"]["orthograd"][0]["status"] == "ok" and report["passing_methods"] == ["orthograd"]
-    assert report["requirements"] == ["target_reached", "not_at_chance", "forget_acc<=0.5"]
+    assert report["requirements"] == ["target_reached", "not_at_chance", "test_kept", "forget_acc<=0.5"]
     rows = {row["method"]: row for row in report["summary"]}
     assert rows["neggrad"]["passed"] == 0 and "not_at_chance" in rows["neggrad"]["failures"][0]
     assert report["summary"][0]["method"] == "orthograd"  # passing methods first
@@ -196,9 +199,10 @@ def test_compare_with_no_passing_method_exits_5_and_writes_its_outputs(cli, trai
     assert result.code == 5, result.err
     report = json.loads(result.out)
     assert report["passing_methods"] == [] and report["runs"]["neggrad"][0]["status"] == "not_met"
-    assert report["requirements"] == ["not_at_chance", "forget_acc<=-1", "forget_loss_ks.p>=0"]
+    assert report["requirements"] == ["not_at_chance", "test_kept", "forget_acc<=-1", "forget_loss_ks.p>=0"]
     run = report["runs"]["neggrad"][0]
-    assert [row["passed"] for row in run["verdict"]["requirements"]] == [True, False, True]
+    passed = {row["requirement"]: row["passed"] for row in run["verdict"]["requirements"]}
+    assert passed["not_at_chance"] and not passed["forget_acc<=-1"] and passed["forget_loss_ks.p>=0"]
     assert "forget_loss_ks" in run["metrics"] and report["reference_metrics"]["forget_acc"]["value"] == 0.0
     assert (out / "compare.json").is_file() and (out / "neggrad" / "seed0" / "model.safetensors").is_file()
     assert "no method met every requirement" in result.err

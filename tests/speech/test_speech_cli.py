@@ -14,6 +14,7 @@ import pytest
 pytestmark = pytest.mark.slow
 
 RECIPE = "wav2vec2_model_espeak_speaker"
+OTHERS_BAR = 0.10  # the most the other voices' WER may rise
 
 
 def voice_manifests(voice, *names):
@@ -28,9 +29,11 @@ def voice_manifests(voice, *names):
 def unlearned(cli, asr_model, asr_retrained, forget_voice, tmp_path_factory):
     out = tmp_path_factory.mktemp("asr") / "run"
     plot = out.parent / "tradeoff.png"
-    # with the retrained model as --reference, the stop target is its accuracy on the forget set
+    # with the retrained model as --reference, the stop target is its accuracy on the forget set; the others' WER
+    # may rise by this test's bar (0.10) rather than test_kept's default (0.03): the tests below assert the rest
     result = cli("forget", asr_model, *voice_manifests(forget_voice, "forget", "retain", "test", "forget_test"),
-                 "--recipe", RECIPE, "--reference", asr_retrained, "--out", out, "--plot", plot, "--json", "-q")
+                 "--recipe", RECIPE, "--reference", asr_retrained, "--set", f"eval.max_test_drop={OTHERS_BAR}",
+                 "--out", out, "--plot", plot, "--json", "-q")
     assert result.code == 0, result.err
     return out, json.loads(result.out), plot
 
@@ -69,7 +72,8 @@ def test_forgetting_the_voice_matches_retraining_and_keeps_the_others(cli, unlea
     before, after = report["metrics"]["before"], report["metrics"]["after"]
     evaluated = cli("evaluate", out / "model.safetensors",
                     *voice_manifests(forget_voice, "forget", "test", "forget_test"),
-                    "--original", asr_model, "--reference", asr_retrained, "--json")
+                    "--original", asr_model, "--reference", asr_retrained, "--set", f"eval.max_test_drop={OTHERS_BAR}",
+                    "--json")
     assert evaluated.code == 0, evaluated.err
     reference, ours = json.loads(evaluated.out)["reference_metrics"], json.loads(evaluated.out)["metrics"]
     # the evidence against retraining, on per-utterance losses and word accuracy
@@ -85,7 +89,7 @@ def test_forgetting_the_voice_matches_retraining_and_keeps_the_others(cli, unlea
     retrain_rise = reference["forget_test_wer"]["value"] - before["forget_test_wer"]["value"]
     unlearn_rise = after["forget_test_wer"]["value"] - before["forget_test_wer"]["value"]
     assert unlearn_rise >= retrain_rise, (unlearn_rise, retrain_rise)
-    assert after["test_wer"]["value"] - before["test_wer"]["value"] <= 0.10
+    assert after["test_wer"]["value"] - before["test_wer"]["value"] <= OTHERS_BAR
     # the recipe holds a fifth of the voice's utterances out, and the stop rule (and its reason) reads those
     assert report["task"] == "asr" and report["stop_reason"] == "target" and report["target_reached"]
     assert "forget holdout accuracy" in report["stop_message"]
@@ -141,7 +145,8 @@ def test_merge_reproduces_the_speech_checkpoint_byte_for_byte(cli, unlearned, as
 
 def test_neggrad_plus_runs_on_the_same_inputs(cli, asr_model, forget_voice, tmp_path):
     result = cli("forget", asr_model, *voice_manifests(forget_voice, "forget", "retain", "test", "forget_test"),
-                 "--recipe", RECIPE, "--set", "method.name=neggrad_plus", "--out", tmp_path / "ngp", "--json", "-q")
+                 "--recipe", RECIPE, "--set", "method.name=neggrad_plus", "--require", "!test_kept",  # runs; the
+                 "--out", tmp_path / "ngp", "--json", "-q")  # zoo measures what NegGrad+ costs the other voices
     assert result.code == 0, result.err
     report = json.loads(result.out)
     assert report["method"] == "neggrad_plus"

@@ -57,11 +57,11 @@ def test_unknown_and_unproducible_metrics_are_refused_with_what_to_do():
 
 
 def test_built_in_checks_hold_unless_dropped_and_evaluate_has_no_stop_target():
-    assert Gate.of([], None, "forget").checks == ["target_reached", "not_at_chance"]
-    assert Gate.of(["!target_reached"], None, "forget").checks == ["not_at_chance"]
-    assert Gate.of([], ["!not_at_chance", "!target_reached"], "compare").checks == []
-    assert Gate.of([], None, "evaluate").checks == ["not_at_chance"]
-    assert Gate.of(["target_reached"], None, "evaluate").checks == ["not_at_chance"]  # a recipe's: not applicable
+    assert Gate.of([], None, "forget").checks == ["target_reached", "not_at_chance", "test_kept"]
+    assert Gate.of(["!target_reached"], None, "forget").checks == ["not_at_chance", "test_kept"]
+    assert Gate.of([], ["!not_at_chance", "!target_reached", "!test_kept"], "compare").checks == []
+    assert Gate.of([], None, "evaluate").checks == ["not_at_chance", "test_kept"]
+    assert Gate.of(["target_reached"], None, "evaluate").checks == ["not_at_chance", "test_kept"]  # not applicable
 
 
 def test_the_verdict_judges_each_requirement_with_its_numbers():
@@ -85,8 +85,8 @@ def test_the_verdict_judges_each_requirement_with_its_numbers():
 
 
 def test_a_metric_without_a_value_fails_its_requirement():
-    verdict = Gate.of(["!target_reached", "!not_at_chance"], ["mia_logreg_loss_cv<=0.6"], "forget").verdict(
-        {"mia_logreg_loss_cv": metric(None, "", 4, target=0.5)})
+    gate = Gate.of(["!target_reached", "!not_at_chance", "!test_kept"], ["mia_logreg_loss_cv<=0.6"], "forget")
+    verdict = gate.verdict({"mia_logreg_loss_cv": metric(None, "", 4, target=0.5)})
     assert not verdict.passed and "not measured" in verdict.requirements[0].detail
 
 
@@ -118,3 +118,31 @@ def test_the_stop_target_is_the_recipes_then_class_wise_zero_then_the_reference_
     assert stop_target(stop, "sample", {"test": result(0.99)})[0] == 0.99
     assert stop_target(stop, "class", before, reference)[0] == 0.0
     assert stop_target(stop.model_copy(update={"target_forget_acc": 0.5}), "sample", before, reference)[0] == 0.5
+
+
+def test_test_kept_allows_the_recipes_drop_and_no_more():
+    """A run whose test accuracy fell 48/50 → 47/50 is within 0.02 (a fall of exactly the limit, in float
+    arithmetic 0.020000000000000018), 48/50 → 46/50 is not; without a test set or an original model to compare
+    with, the check does not apply."""
+    from orthograd_cli.jobs.proof import kept_check
+
+    original = {"test_acc": metric(48 / 50, "", 50)}
+    assert 48 / 50 - 47 / 50 > 0.02 and kept_check({"test_acc": metric(47 / 50, "", 50)}, original, 0.02)[0]
+    failed, detail = kept_check({"test_acc": metric(46 / 50, "", 50)}, original, 0.02)
+    assert not failed and "0.9600 -> 0.9200" in detail and "fell 0.0400" in detail
+    assert kept_check({"test_acc": metric(46 / 50, "", 50)}, original, 0.04)[0]
+    assert kept_check({"test_acc": metric(0.99, "", 50)}, original, 0.0)[0]  # a rise is never damage
+    for after, before in (({}, original), ({"test_acc": metric(0.5, "", 50)}, None)):
+        passed, detail = kept_check(after, before, 0.02)
+        assert passed and "not applicable" in detail
+
+
+def test_test_kept_allows_a_wer_rise_of_003_for_speech_and_002_elsewhere_unless_the_recipe_says():
+    from orthograd_cli.recipe import load_recipe
+    from orthograd_cli.tasks import get_task
+
+    default = load_recipe(None, [])[0].eval
+    assert {name: default.test_drop_allowed(get_task(name)) for name in ("classification", "asr", "asr_seq2seq",
+                                                                           "causal_lm")} == {
+        "classification": 0.02, "asr": 0.03, "asr_seq2seq": 0.03, "causal_lm": 0.02}
+    assert load_recipe(None, ["eval.max_test_drop=0.1"])[0].eval.test_drop_allowed(get_task("asr")) == 0.1

@@ -21,6 +21,7 @@ class AsrTask(Task):
     name = "asr"
     columns = ("path", "transcript", "speaker")
     accuracy_name = "word accuracy max(0, 1 − WER)"
+    max_test_drop = 0.03  # a WER rise of 0.03: one word in 33 (the zoo's bar for the other voices)
     extra_metrics = {"wer": ExtraMetric("word error rate", higher_is_better=False)}
     plot_metric = ("wer", "WER")
     unsupported_backends = {"vmap": ("F.ctc_loss has no vmap rule", "use hooks (exact for LoRA) or loop")}

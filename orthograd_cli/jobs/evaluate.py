@@ -75,10 +75,9 @@ def run_evaluate(model_path: str, manifests: dict, recipe: Recipe, original_path
                                    checks={"not_at_chance": at_chance, "test_kept": kept_check(
                                        metrics, original_metrics, recipe.eval.test_drop_allowed(task))},
                                    hints={"not_at_chance": f"{task.chance_hint}; --require '!not_at_chance' accepts it",
-                                          "test_kept": "the test accuracy fell more than eval.max_test_drop "
+                                          "test_kept": f"the test accuracy fell more than eval.max_test_drop "
                                                        f"({recipe.eval.test_drop_allowed(task):g}) below the "
-                                                       "original's; "
-                                                       "--require '!test_kept' accepts it",
+                                                       "original's; --require '!test_kept' accepts it",
                                           "comparison": "the report is written for inspection"}),
         audit=Audit(command_line=proof.command_line, data_sha256=loaded.data_sha256),
         provenance=provenance(runtime.device, recipe.seed, model=loaded.checkpoint.sha256,

@@ -151,7 +151,7 @@ def test_a_model_at_chance_is_refused_before_unlearning(cli, digits, tmp_path):
 
 def test_a_model_that_lost_its_test_accuracy_fails_test_kept(cli, trained_model, digits, tmp_path):
     """evaluate --original: an untrained resnet measured against the trained one has lost most of the test
-    accuracy, and the built-in test_kept check says so (exit 5, both numbers on stderr); with no original model
+    accuracy, and the built-in test_kept check says so (exit 5, both numbers in its detail); with no original model
     it does not apply, and a recipe that allows the fall accepts it."""
     model = untrained_resnet(tmp_path / "untrained.safetensors")
     args = ["evaluate", model, "--test", digits / "test.csv", "--require", "!not_at_chance", "--json", "--quiet"]

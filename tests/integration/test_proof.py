@@ -170,18 +170,17 @@ def test_compare_never_calls_a_method_that_leaves_the_model_at_chance_ok(cli, tr
     is reported as not meeting its requirements (with why), the second passes, and compare exits 0."""
     out = tmp_path / "compare"
     result = cli("compare", trained_model, *class_sets(digits), "--recipe", "resnet18_digits_class",
-                 "--methods", "orthograd,neggrad", *DESTRUCTIVE, "--require", "forget_acc<=0.5", "--out", out,
-                 "--quiet")
+                 "--methods", "orthograd,neggrad", *DESTRUCTIVE, "--require", "forget_acc<=0.5", "--require",
+                 "!test_kept", "--out", out, "--quiet")  # about a model left at chance; test_kept has its own tests
     assert result.code == 0, result.err
     assert "±" not in result.out  # one seed: the mean alone
     report = json.loads((out / "compare.json").read_text())
     wrecked = report["runs"]["neggrad"][0]
     assert wrecked["metrics"]["test_acc"]["value"] < 0.2  # 10 classes: chance is 0.1
     assert wrecked["status"] == "not_met"
-    failed = [r["requirement"] for r in wrecked["verdict"]["requirements"] if not r["passed"]]
-    assert failed == ["not_at_chance", "test_kept"]  # at chance, and far below the original's test accuracy
+    assert [r["requirement"] for r in wrecked["verdict"]["requirements"] if not r["passed"]] == ["not_at_chance"]
     assert report["runs"]["orthograd"][0]["status"] == "ok" and report["passing_methods"] == ["orthograd"]
-    assert report["requirements"] == ["target_reached", "not_at_chance", "test_kept", "forget_acc<=0.5"]
+    assert report["requirements"] == ["target_reached", "not_at_chance", "forget_acc<=0.5"]
     rows = {row["method"]: row for row in report["summary"]}
     assert rows["neggrad"]["passed"] == 0 and "not_at_chance" in rows["neggrad"]["failures"][0]
     assert report["summary"][0]["method"] == "orthograd"  # passing methods first

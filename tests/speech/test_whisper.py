@@ -41,8 +41,13 @@ def whisper_demo(whisper_folder, speech_cache, tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("ORTHOGRAD_CACHE", str(speech_cache))
         result = run_cli("demo", "asr", "--model", "whisper", "--out", out, "--json", "--quiet")
-    assert result.code == 0, result.err
+    # The recipe keeps the other voices within this test's bar (OTHERS_RISE_LIMIT), not always within test_kept's
+    # default 0.03: +0.023 with AVX2 kernels, +0.049 with AVX-512 ones (2026-12-03). Then the demo says so (exit 5,
+    # test_kept its only unmet requirement) and writes its outputs; the tests below hold it to their own bar.
+    assert result.code in (0, 5), result.err
     report = json.loads(result.out)
+    unmet = [row["requirement"] for row in report["runs"]["speaker"]["verdict"]["requirements"] if not row["passed"]]
+    assert unmet == ([] if result.code == 0 else ["test_kept"]), (result.code, unmet)
     assert report["checkpoint"] == str(whisper_folder)
     return out / "speaker", report["runs"]["speaker"]
 

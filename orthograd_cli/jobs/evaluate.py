@@ -65,6 +65,7 @@ def run_evaluate(model_path: str, manifests: dict, recipe: Recipe, original_path
             add_reference_metrics(original_metrics, original_results, reference_metrics, reference_results, mode,
                                   task.accuracy_name)
     at_chance = chance_check(results, task, loaded.info)
+    allowed_drop = recipe.eval.test_drop_allowed(task)
     report = EvaluateReport(
         model=str(model_path), task=task.name, mode=mode, metrics=metrics, notes=loaded.notes,
         warnings=([mismatch] if mismatch else []) + ([] if at_chance[0] else
@@ -72,12 +73,12 @@ def run_evaluate(model_path: str, manifests: dict, recipe: Recipe, original_path
         original_metrics=original_metrics, reference=reference_path, reference_metrics=reference_metrics,
         gap_to_reference=gaps,
         verdict=proof.gate.verdict(metrics, original_metrics, reference_metrics,
-                                   checks={"not_at_chance": at_chance, "test_kept": kept_check(
-                                       metrics, original_metrics, recipe.eval.test_drop_allowed(task))},
+                                   checks={"not_at_chance": at_chance,
+                                           "test_kept": kept_check(metrics, original_metrics, allowed_drop)},
                                    hints={"not_at_chance": f"{task.chance_hint}; --require '!not_at_chance' accepts it",
                                           "test_kept": f"the test accuracy fell more than eval.max_test_drop "
-                                                       f"({recipe.eval.test_drop_allowed(task):g}) below the "
-                                                       "original's; --require '!test_kept' accepts it",
+                                                       f"({allowed_drop:g}) below the original's; --require "
+                                                       "'!test_kept' accepts it",
                                           "comparison": "the report is written for inspection"}),
         audit=Audit(command_line=proof.command_line, data_sha256=loaded.data_sha256),
         provenance=provenance(runtime.device, recipe.seed, model=loaded.checkpoint.sha256,

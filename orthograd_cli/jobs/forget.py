@@ -248,14 +248,15 @@ def _forget_into(loaded: Loaded, context: RunContext, tmp_dir: Path, observer, p
                         + (f"the best validation UIS, {tuning.chosen}" if tuning.chosen else "the recipe's setting"))
     target_reached = result.stop_reason in ("target", "already_at_target")
     at_chance = chance_check(after, task, loaded.info)
+    allowed_drop = recipe.eval.test_drop_allowed(task)
     if not at_chance[0]:
         warnings.append(f"the unlearned model is {at_chance[1]}: unlearning destroyed what it knew")
     verdict = proof.gate.verdict(
         metrics.after, metrics.before, reference_metrics,
         checks={"target_reached": (target_reached, result.stop_message), "not_at_chance": at_chance,
-                "test_kept": kept_check(metrics.after, metrics.before, recipe.eval.test_drop_allowed(task))},
+                "test_kept": kept_check(metrics.after, metrics.before, allowed_drop)},
         hints={"target_reached": target_hint(result.stop_reason, spec), "not_at_chance": CHANCE_HINT,
-               "test_kept": KEPT_HINT.format(max_drop=recipe.eval.test_drop_allowed(task), lr=spec.lr),
+               "test_kept": KEPT_HINT.format(max_drop=allowed_drop, lr=spec.lr),
                "comparison": COMPARISON_HINT})
     report = ForgetReport(
         method=spec.name,

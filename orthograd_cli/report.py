@@ -150,6 +150,8 @@ class Tuning(_Strict):
     validation: str = Field(description="how the validation split was carved")
     constraints: str
     max_damage: float = Field(description="the damage limit every candidate ran under (method.tune.max_damage)")
+    val_unit: float | None = Field(None, description="the smallest fall retain_val can show: one sample (speech: one "
+                                                     "word); above max_damage, a single one lost breaks the limit")
     target_forget_acc: float
     rule: str = Field(description="how the chosen candidate was picked")
     chosen: dict[str, Any] | None = Field(description="the setting the real run used; None: the recipe's own")

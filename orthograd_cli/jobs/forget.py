@@ -244,8 +244,12 @@ def _forget_into(loaded: Loaded, context: RunContext, tmp_dir: Path, observer, p
                         f"damage limit, so the check before any step was written; the output's weights equal the "
                         "input's")
     if tuning is not None and not tuning.met:
+        from orthograd_cli.jobs.tune import coarse_limit_hint
+
+        coarse = coarse_limit_hint(tuning.val_unit, tuning.max_damage)
         warnings.append("--tune: no candidate met the constraints (" + tuning.constraints + "); the run used "
-                        + (f"the best validation UIS, {tuning.chosen}" if tuning.chosen else "the recipe's setting"))
+                        + (f"the best validation UIS, {tuning.chosen}" if tuning.chosen else "the recipe's setting")
+                        + (f"; {coarse}" if coarse else ""))
     target_reached = result.stop_reason in ("target", "already_at_target")
     at_chance = chance_check(after, task, loaded.info)
     allowed_drop = recipe.eval.test_drop_allowed(task)

@@ -237,7 +237,7 @@ def plan_lines(plan: dict) -> list[str]:
                   f"steps: at most {plan['steps']['max_steps']}, a check every {plan['steps']['check_every']}"
                   + (f", at most {plan['steps']['max_minutes']:g} min" if plan["steps"]["max_minutes"] else "")]
     if "tune" in plan:
-        from orthograd_cli.jobs.tune import label
+        from orthograd_cli.jobs.tune import coarse_limit_hint, label
 
         tune = plan["tune"]
         minutes = tune["budget_minutes"]
@@ -246,6 +246,9 @@ def plan_lines(plan: dict) -> list[str]:
                      f"with retain_fit {tune['retain_fit']} / retain_val {tune['retain_val']}, damage at most "
                      f"{tune['max_damage']:g}: " + "; ".join(label(c) for c in tune["candidates"])
                      + f"; the real run takes {tune['rule']}")
+        coarse = coarse_limit_hint(tune["val_unit"], tune["max_damage"])
+        if coarse:
+            lines.append(f"tune: {coarse}")
     memory = plan["memory"]
     lines.append(f"peak memory ({memory['kind']}): about {memory['estimate_mib']:,} MiB ("
                  + ", ".join(f"{name} {value:,}" for name, value in memory["parts_mib"].items()) + ")")

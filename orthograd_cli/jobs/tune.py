@@ -73,7 +73,21 @@ def tune_plan(loaded: Loaded) -> dict:
     validation = sweep.validation_split(loaded, recipe.seed)
     return {"candidates": candidates(search_space(recipe), spec.budget_runs), "budget_runs": spec.budget_runs,
             "budget_minutes": spec.budget_minutes, "max_damage": spec.max_damage,
+            "val_unit": loaded.task.accuracy_unit(validation.sets["test"]),
             "retain_fit": len(validation.sets["retain"]), "retain_val": len(validation.sets["test"]), "rule": RULE}
+
+
+def coarse_limit_hint(val_unit: float | None, max_damage: float) -> str | None:
+    """Why no candidate may have met the constraints: retain_val cannot show a fall finer than one sample (speech:
+    one word), and when that is more than the limit, a single one lost breaks it (a 48-utterance retain set leaves
+    retain_val about 44 words: 0.023 > 0.02)."""
+    from orthograd_cli.methods.stop import LIMIT_SLACK
+
+    if val_unit is None or val_unit <= max_damage + LIMIT_SLACK:
+        return None
+    return (f"one sample (speech: one word) of retain_val is {val_unit:.4f}, more than method.tune.max_damage "
+            f"({max_damage:g}), so losing a single one breaks the limit; set method.tune.max_damage={val_unit:.4f} or "
+            "more to allow one, or give a larger retain set")
 
 
 def label(setting: dict) -> str:
@@ -112,6 +126,7 @@ def tune(loaded: Loaded, context: RunContext, target: float, observer=None, on_c
     spec = recipe.method.tune
     space = search_space(recipe)
     validation = sweep.validation_split(loaded, recipe.seed)
+    val_unit = loaded.task.accuracy_unit(validation.sets["test"])
     fixed = constraints(recipe, target)
     started = time.perf_counter()
     tried: list[SweepCandidate] = []
@@ -138,5 +153,6 @@ def tune(loaded: Loaded, context: RunContext, target: float, observer=None, on_c
                              "forget set",
                   constraints=f"reach the stop target ({target:.4f}) with retain_val {loaded.task.accuracy_name} "
                               f"at most {spec.max_damage:g} below the original's",
-                  max_damage=spec.max_damage, target_forget_acc=target, rule=RULE, chosen=best.setting if best else None,
+                  max_damage=spec.max_damage, val_unit=val_unit, target_forget_acc=target, rule=RULE,
+                  chosen=best.setting if best else None,
                   met=bool(best and best.met), candidates=tried, wall_s=round(time.perf_counter() - started, 3))

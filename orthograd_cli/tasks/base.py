@@ -138,6 +138,10 @@ class Task:
     def score(self, model, dataset, batch_size: int, device: str) -> SetResult:
         raise NotImplementedError
 
+    def accuracy_unit(self, dataset) -> float:
+        """The smallest change `score`'s accuracy on `dataset` can show: one sample (speech: one word)."""
+        return 1 / max(len(dataset), 1)
+
     def combine(self, parts: list[SetResult]) -> SetResult:
         """The result of a whole set from the results of its consecutive parts (evaluation sharded over
         processes): metrics averaged with each part's weight, per-sample losses in order."""

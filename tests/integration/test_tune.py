@@ -82,9 +82,31 @@ def test_tune_on_the_speech_demo_meets_its_constraints_and_reports_every_candida
         assert candidate["metrics"]["test_acc"]["n"] == round(0.2 * rows(forget_voice / "retain.csv"))
     chosen = next(c for c in tuning["candidates"] if c["setting"] == tuning["chosen"])
     assert tuning["met"] and chosen["met"] and chosen["damage"] <= 0.02
+    # the limit's resolution is one word of retain_val, not one utterance (the demo's transcripts are 2+ digits)
+    val_words = 1 / tuning["val_unit"]
+    assert val_words == pytest.approx(round(val_words)) and val_words >= 2 * round(0.2 * rows(forget_voice / "retain.csv"))
     assert chosen["steps"] == min(c["steps"] for c in tuning["candidates"] if c["met"])
     assert report["recipe"]["method"]["lr"] == tuning["chosen"]["method.lr"]
     assert report["target_reached"]
+
+
+def test_a_search_no_candidate_met_for_a_limit_finer_than_one_sample_says_what_to_set(cli, trained_model, digits,
+                                                                                       tmp_path):
+    folder = digits / f"class{FORGET_CLASS}"
+    result = cli("forget", trained_model, "--forget", folder / "forget.csv", "--retain", folder / "retain.csv",
+                 "--recipe", "resnet18_digits_class", "--tune", "--set", "method.tune.space={method.lr: [2.0]}",
+                 "--set", "method.tune.max_damage=0.001", "--require", "!target_reached", "--out", tmp_path / "run",
+                 "--json", "--quiet")
+    assert result.code in (0, 5), result.err
+    report = json.loads(result.out)
+    tuning = report["tuning"]
+    (candidate,) = tuning["candidates"]
+    val_images = candidate["metrics"]["test_acc"]["n"]
+    assert val_images == round(0.2 * rows(folder / "retain.csv")) and tuning["val_unit"] == pytest.approx(1 / val_images)
+    assert not tuning["met"] and candidate["stop_reason"] == "damage_limit" and candidate["damage"] >= 1 / val_images - 1e-6
+    (warning,) = [w for w in report["warnings"] if w.startswith("--tune: no candidate met")]
+    assert f"of retain_val is {1 / val_images:.4f}, more than method.tune.max_damage (0.001)" in warning
+    assert f"method.tune.max_damage={1 / val_images:.4f}" in warning
 
 
 def test_a_dry_run_shows_the_search_it_would_run(cli, trained_model, digits, tmp_path):
@@ -104,3 +126,10 @@ def test_a_dry_run_shows_the_search_it_would_run(cli, trained_model, digits, tmp
     shown = cli(*args)
     assert shown.code == 0 and "tune: 3 candidate(s)" in shown.out and "lr=0.025, alpha=0.5" in shown.out
     assert not list(tmp_path.iterdir())  # nothing written
+    # retain_val's accuracy moves in steps of one image; a limit finer than that is named, with the value to set
+    assert tune["val_unit"] == pytest.approx(1 / tune["retain_val"])
+    assert 1 / tune["retain_val"] > 0.02 or "retain_val is" not in shown.out
+    fine = cli(*args, "--set", "method.tune.max_damage=0.001")
+    assert fine.code == 0, fine.err
+    assert f"one sample (speech: one word) of retain_val is {1 / tune['retain_val']:.4f}" in fine.out
+    assert f"method.tune.max_damage={1 / tune['retain_val']:.4f}" in fine.out

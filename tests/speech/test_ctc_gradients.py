@@ -161,3 +161,18 @@ def test_torchaudio_builders_get_a_ctc_head_sized_by_the_vocabulary(arch, width)
     assert tuple(model.state_dict()["aux.weight"].shape) == (len(vocab), width)
     targets = SOURCE.default_lora_targets(model)
     assert targets and all(t.rsplit(".", 1)[1] in ("q_proj", "k_proj", "v_proj", "out_proj") for t in targets)
+
+
+def test_word_accuracy_moves_in_steps_of_one_reference_word(utterances, speech_corpus):
+    """The smallest fall a damage limit can see on a speech set: one of its words, counted here from the CSV."""
+    import csv
+
+    from orthograd_cli.tasks import get_task
+
+    with open(speech_corpus / "train.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    words = sum(len(rows[i]["transcript"].split()) for i in (0, 61, 130, 200, 333, 470))
+    assert words > len(utterances)  # several words per utterance: not one step per utterance
+    assert get_task("asr").accuracy_unit(utterances) == pytest.approx(1 / words)
+    assert get_task("asr_seq2seq").accuracy_unit(utterances) == pytest.approx(1 / words)
+    assert get_task("classification").accuracy_unit(utterances) == pytest.approx(1 / len(utterances))

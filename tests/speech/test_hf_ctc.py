@@ -144,3 +144,20 @@ def test_hooks_match_the_per_utterance_loop_with_padding_and_attention_masks(spe
         for name, grad in zip(params, torch.autograd.grad(loss, list(params.values()))):
             error = float((got[name][i] - grad).norm() / grad.norm())
             assert error <= tolerance, f"{name}, utterance {i}: relative error {error:.2e}"
+
+
+@pytest.mark.parametrize("model_class", ["Wav2Vec2ForCTC", "HubertForCTC"])
+def test_a_dry_run_plans_a_folder_whose_model_masks_padding(cli, forget_voice, tmp_path, model_class):
+    """feat_extract_norm "layer" models take an attention mask; the plan's probe on the meta device has no values
+    for transformers to read from one (it exited 1 with "unexpected RuntimeError" on the zoo's Hubert)."""
+    from orthograd_cli.data.speech import vocabulary
+
+    tiny_wav2vec2(tmp_path / "m", vocabulary(), model_class=model_class)
+    assert json.loads((tmp_path / "m/config.json").read_text())["feat_extract_norm"] == "layer"
+    result = cli("forget", tmp_path / "m", "--forget", forget_voice / "forget.csv", "--retain",
+                 forget_voice / "retain.csv", "--recipe", "wav2vec2_hf_espeak_speaker", "--tune", "--out",
+                 tmp_path / "run", "--dry-run", "--json")
+    assert result.code == 0, result.err
+    plan = json.loads(result.out)
+    assert plan["memory"]["estimate_mib"] > 0 and plan["tune"]["retain_val"] > 0
+    assert not (tmp_path / "run").exists()

@@ -137,7 +137,9 @@ def plain_forward_class(model_class, kind: str):
             import torch
 
             mask = None
-            if getattr(self.config, "feat_extract_norm", "group") == "layer":
+            # a padded batch needs the mask; not the dry run's one-sample probe on the meta device, where
+            # transformers would read the mask's values, which do not exist there
+            if getattr(self.config, "feat_extract_norm", "group") == "layer" and waveforms.device.type != "meta":
                 mask = (torch.arange(waveforms.shape[1], device=waveforms.device)[None] < lengths[:, None]).long()
             logits = model_class.forward(self, input_values=waveforms, attention_mask=mask).logits
             return logits, self._get_feat_extract_output_lengths(lengths)

@@ -98,6 +98,12 @@ class AsrTask(Task):
         """(hypotheses, per-utterance losses) for every utterance in order."""
         return transcribe(model, audio_set, batch_size, device)
 
+    def accuracy_unit(self, audio_set) -> float:
+        """One reference word: word accuracy is 1 − WER over the set's words."""
+        from orthograd_cli.tasks.asr.data import transcripts
+
+        return 1 / max(sum(len(self.comparable(text).split()) for text in transcripts(audio_set)), 1)
+
     def comparable(self, text: str) -> str:
         """Text as WER compares it (CTC transcripts and hypotheses are already in the vocabulary's case)."""
         return text

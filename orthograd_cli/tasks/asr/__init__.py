@@ -86,13 +86,11 @@ class AsrTask(Task):
         return losses / token_lengths.clamp(min=1).to(losses.dtype)
 
     def score(self, model, audio_set, batch_size, device):
-        from orthograd_cli.tasks.asr.data import transcripts
-
         hypotheses, losses = self.transcribe(model, audio_set, batch_size, device)
-        references = [self.comparable(text) for text in transcripts(audio_set)]
+        references = self.references(audio_set)
         wer = word_error_rate(references, [self.comparable(text) for text in hypotheses])
         return SetResult(n=len(audio_set), accuracy=word_accuracy(wer), losses=losses, extra={"wer": wer},
-                         weight=sum(len(text.split()) for text in references))  # corpus WER: edits / words
+                         weight=word_count(references))  # corpus WER: edits / words
 
     def transcribe(self, model, audio_set, batch_size, device):
         """(hypotheses, per-utterance losses) for every utterance in order."""
@@ -100,9 +98,13 @@ class AsrTask(Task):
 
     def accuracy_unit(self, audio_set) -> float:
         """One reference word: word accuracy is 1 − WER over the set's words."""
+        return 1 / max(word_count(self.references(audio_set)), 1)
+
+    def references(self, audio_set) -> list[str]:
+        """The set's transcripts as WER compares them."""
         from orthograd_cli.tasks.asr.data import transcripts
 
-        return 1 / max(sum(len(self.comparable(text).split()) for text in transcripts(audio_set)), 1)
+        return [self.comparable(text) for text in transcripts(audio_set)]
 
     def comparable(self, text: str) -> str:
         """Text as WER compares it (CTC transcripts and hypotheses are already in the vocabulary's case)."""
@@ -138,6 +140,11 @@ def word_error_rate(references: list[str], hypotheses: list[str]) -> float:
     import jiwer
 
     return float(jiwer.wer(references, hypotheses))
+
+
+def word_count(texts: list[str]) -> int:
+    """The words WER divides its edits by."""
+    return sum(len(text.split()) for text in texts)
 
 
 def word_accuracy(wer: float) -> float:

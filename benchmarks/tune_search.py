@@ -30,7 +30,8 @@ from orthograd_cli.jobs import sweep, tune  # noqa: E402
 
 
 def loaded_member(member: dict):
-    """The member's inputs loaded as `orthograd forget` loads them, its run context and its stop target."""
+    """The member's inputs loaded as `orthograd forget` loads them, its run context, its stop target and the proof
+    that holds its reference (which sets a speech member's target, as `forget --reference` does)."""
     from orthograd_cli.context import RunContext
     from orthograd_cli.jobs.compare import real_target
     from orthograd_cli.jobs.proof import Proof
@@ -41,7 +42,7 @@ def loaded_member(member: dict):
     manifests = {name: member[name] for name in ("forget", "retain", "test", "forget_test") if member.get(name)}
     proof = Proof.of(recipe, None, "forget", member["reference"])
     loaded = load_everything(member["model"], recipe, manifests)
-    return loaded, RunContext.of(loaded.recipe, None), real_target(loaded, loaded.recipe, proof)
+    return loaded, RunContext.of(loaded.recipe, None), real_target(loaded, loaded.recipe, proof), proof
 
 
 def grid_search(loaded, context, target: float, budget: int):
@@ -78,13 +79,15 @@ def with_budget(recipe, budget: int):
     return sweep.with_setting(recipe, {"method.tune.enabled": True, "method.tune.budget_runs": budget})
 
 
-def real_run(loaded, context, setting: dict) -> dict:
-    """The chosen setting on the real sets, under the recipe's own stop rule (as `forget --tune` runs it)."""
+def real_run(loaded, context, setting: dict, proof) -> dict:
+    """The chosen setting on the real sets, under the recipe's own stop rule and the target the search used (as
+    `forget --tune --reference` runs it)."""
     from orthograd_cli.jobs.forget import forget_into
 
     recipe = sweep.with_setting(context.recipe, setting)
     with tempfile.TemporaryDirectory() as scratch:
-        report = forget_into(replace(loaded, recipe=recipe), context.derive(recipe), Path(scratch), Path(scratch))
+        report = forget_into(replace(loaded, recipe=recipe), context.derive(recipe), Path(scratch), Path(scratch),
+                             proof=proof)
     before, after = report.metrics.before, report.metrics.after
     return {"forget": after["forget_acc"].value, "unseen": after["forget_test_acc"].value
             if "forget_test_acc" in after else None,
@@ -102,7 +105,7 @@ def main() -> None:
     rows = []
     for name in args.member:
         member = json.loads((args.cache / name / "member.json").read_text())
-        loaded, context, target = loaded_member(member)
+        loaded, context, target, proof = loaded_member(member)
         searches = [("grid", lambda: grid_search(loaded, context, target, args.budget))]
         searches += [(f"optuna TPE seed {seed}", lambda seed=seed: optuna_search(loaded, context, target,
                                                                                 args.budget, seed))
@@ -111,7 +114,7 @@ def main() -> None:
             started = time.perf_counter()
             tried, best = run()
             wall = time.perf_counter() - started
-            real = real_run(loaded, context, best.setting) if best else None
+            real = real_run(loaded, context, best.setting, proof) if best else None
             rows.append({"member": name, "search": search, "runs": len(tried), "met": sum(c.met for c in tried),
                          "chosen": best.setting if best else None, "chosen_met": bool(best and best.met),
                          "val_steps": best.steps if best else None, "val_damage": best.damage if best else None,
